@@ -1,0 +1,130 @@
+"""End-to-end benchmark: index a corpus, then query it.
+
+    python benchmarks/bench_index.py [--corpus PATH] [--queries N] [--ann-size N]
+
+The corpus defaults to the bible-nt-7 passages in ../shared/data (written out as one JSON
+Lines file), or the bundled sample corpus when that is absent. Prints a markdown table:
+ingestion chunks/s, p50/p95 query latency (embed + search), ANN recall@10 against exact
+search (for the index as built, and for an IVF-PQ index over ``--ann-size`` vectors made by
+perturbing the corpus vectors), and bytes per chunk on disk. A second, unchanged
+``index`` run is timed against the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from xsearch import Index  # noqa: E402
+from xsearch.ann import build  # noqa: E402
+
+BIBLE = ROOT.parent / "shared" / "data" / "bible-nt-7"
+
+
+def prepare_corpus(arg: str | None, workdir: Path) -> tuple[Path, list[str]]:
+    """A folder to index and a list of queries to run against it."""
+    if arg:
+        folder = Path(arg)
+        return folder, ["photosynthesis", "volcano eruption", "coffee history", "Moon landing"]
+    if BIBLE.is_dir():
+        folder = workdir / "corpus"
+        folder.mkdir()
+        with open(BIBLE / "corpus.jsonl", encoding="utf-8") as src, open(folder / "bible.jsonl", "w", encoding="utf-8") as dst:
+            for line in src:
+                row = json.loads(line)
+                dst.write(json.dumps({"text": row["text"], "title": row.get("title", ""), "id": row["_id"]},
+                                     ensure_ascii=False) + "\n")
+        queries = [json.loads(line)["text"] for line in open(BIBLE / "queries.jsonl", encoding="utf-8")]
+        return folder, queries
+    return ROOT / "data" / "sample", ["photosynthesis", "volcano eruption", "coffee history", "Moon landing"]
+
+
+def recall_at_10(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of the exact top-10 found in the approximate top-10."""
+    return float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx[:, :10], exact[:, :10])]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", help="folder to index (default: bible-nt-7 or data/sample)")
+    parser.add_argument("--queries", type=int, default=200, help="queries to time")
+    parser.add_argument("--ann-size", type=int, default=100_000, help="vectors for the IVF-PQ recall check")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        folder, queries = prepare_corpus(args.corpus, workdir)
+        queries = queries[: args.queries]
+        index_dir = workdir / "index"
+        index = Index.create(index_dir)
+        index.warm()
+        t0 = time.perf_counter()
+        report = index.add_paths([folder])
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.add_paths([folder])
+        second = time.perf_counter() - t0
+
+        index.search("warm-up", k=10)
+        latencies = []
+        for query in queries:
+            t0 = time.perf_counter()
+            index.search(query, k=10)
+            latencies.append((time.perf_counter() - t0) * 1000)
+        info = index.info()
+
+        ids, vectors = index.store.all_vectors()
+        qv = index.encoder.encode_queries(queries[:100])
+        exact_ids = ids[np.argsort(-(qv @ vectors.T), axis=1)[:, :10]]
+        _, ann_ids = index._sync_ann(save=False).search(qv, 10)
+        recall_built = recall_at_10(ann_ids, exact_ids)
+
+        rng = np.random.default_rng(0)
+        reps = max(1, args.ann_size // len(vectors))
+        big = np.concatenate([vectors + rng.normal(0, 0.02, vectors.shape).astype(np.float32) for _ in range(reps)])
+        big /= np.linalg.norm(big, axis=1, keepdims=True)
+        big_ids = np.arange(len(big), dtype=np.int64)
+        t0 = time.perf_counter()
+        ann = build(big, big_ids)
+        build_s = time.perf_counter() - t0
+        exact_big = np.argsort(-(qv @ big.T), axis=1)[:, :10]
+        _, cand = ann.search(qv, 100)
+        rescored = np.array([c[np.argsort(-(big[c] @ q))][:10] for c, q in zip(cand, qv)])
+        _, raw = ann.search(qv, 10)
+        t0 = time.perf_counter()
+        for q in qv:
+            ann.search(q[None, :], 100)
+        ann_ms = (time.perf_counter() - t0) * 1000 / len(qv)
+        index.close()
+
+    rows = [
+        ("corpus", f"{folder.name}: {info.documents} documents, {info.chunks} chunks, {len(info.languages)} languages"),
+        ("ingestion", f"{report.chunks_added / first:.1f} chunks/s ({first:.1f} s, model load excluded)"),
+        ("unchanged re-index", f"{second:.2f} s = {second / first:.1%} of the first run"),
+        ("query latency p50 / p95", f"{statistics.median(latencies):.1f} / {np.percentile(latencies, 95):.1f} ms "
+                                    f"(embed + search, k=10, {len(latencies)} queries)"),
+        ("ANN recall@10 (index as built)", f"{recall_built:.3f} ({info.index_type})"),
+        (f"ANN recall@10, {len(big):,} vectors", f"{recall_at_10(rescored, exact_big):.3f} re-scored, "
+                                                 f"{recall_at_10(raw, exact_big):.3f} raw ({ann.factory}, "
+                                                 f"built in {build_s:.1f} s, {ann_ms:.2f} ms/query)"),
+        ("bytes per chunk on disk", f"{info.bytes_on_disk / max(info.chunks, 1):,.0f}"),
+    ]
+    print(f"\nmachine: {os.cpu_count()} cores\n")
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

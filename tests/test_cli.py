@@ -1,0 +1,192 @@
+"""The ``xsearch`` command through its real entry point, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+HIT_KEYS = {"path", "lang", "score", "text", "start", "end", "chunk_id"}
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def test_help_is_instant_and_imports_no_ml() -> None:
+    code = "import sys, xsearch.cli; print(any(m in sys.modules for m in ('torch', 'faiss', 'transformers', 'numpy')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    result = run_cli("--help")
+    assert result.returncode == 0 and "index" in result.stdout and "search" in result.stdout
+
+
+def test_index_search_info_flow(sample_copy: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    result = run_cli("index", str(sample_copy), "--index", str(index), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["files_added"] >= 36 and report["chunks_added"] > 0 and report["skipped"] == []
+
+    result = run_cli("search", "wie wandeln Pflanzen Licht in Energie um?", "--index", str(index), "-k", "15", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert len(hits) == 15 and all(HIT_KEYS <= set(hit) for hit in hits)
+    photo_langs = {h["lang"] for h in hits if "/photosynthesis/" in h["path"]}
+    assert {"en", "ja", "ar", "es"} <= photo_langs
+    text = Path(hits[0]["path"]).read_text(encoding="utf-8")
+    assert hits[0]["end"] > hits[0]["start"] and len(text) >= hits[0]["end"]
+
+    result = run_cli("search", "volcano eruption magma", "--index", str(index), "-k", "3")
+    assert result.returncode == 0 and " 1. " in result.stdout and "volcanoes" in result.stdout
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("Apollo 11 Moon landing\n\nsourdough bread\nвакцина иммунитет\n", encoding="utf-8")
+    result = run_cli("search", "--queries", str(queries), "--index", str(index), "-k", "2", "--json")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == 3
+    batches = [json.loads(line) for line in lines]
+    assert "/moon_landing/" in batches[0][0]["path"] and "/sourdough_bread/" in batches[1][0]["path"]
+    assert "/vaccines/" in batches[2][0]["path"]
+
+    result = run_cli("info", "--index", str(index), "--json")
+    info = json.loads(result.stdout)
+    assert info["documents"] >= 36 and info["model"] == "multilingual-e5-small" and info["index_type"] == "Flat"
+    assert info["bytes_on_disk"] > 0 and len(info["languages"]) >= 8
+
+    started = time.perf_counter()
+    result = run_cli("index", str(sample_copy), "--index", str(index), "--json")
+    report = json.loads(result.stdout)
+    assert report["chunks_added"] == 0 and report["files_unchanged"] >= 36
+    assert time.perf_counter() - started < 60  # a sanity bound only; speed is measured in benchmarks/
+
+
+def test_bad_input_is_skipped_and_counted(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text("Photosynthesis turns light into sugar in the leaves of plants.\n", encoding="utf-8")
+    (docs / "binary.bin").write_bytes(bytes(range(256)) * 8)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "huge.txt").write_text("big " * 2000, encoding="utf-8")
+    (docs / "bad-utf8.txt").write_bytes("Grüße aus Köln ".encode() + b"\xff\xfe\xc3\x28 broken")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj garbage without end")
+    (docs / "loop").mkdir()
+    os.symlink(docs, docs / "loop" / "again")
+    result = run_cli("index", str(docs), "--index", str(tmp_path / "idx"), "--max-file-size", "4KB", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+    assert {"binary.bin", "empty.txt", "huge.txt", "bad-utf8.txt", "broken.pdf"} <= set(reasons), reasons
+    assert any("loop" in reason for reason in reasons.values()), reasons
+    assert report["files_added"] == 1
+
+    result = run_cli("index", str(docs), "--index", str(tmp_path / "idx"), "--max-file-size", "4KB")
+    assert result.returncode == 0 and "skipped" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
+    result = run_cli("index", str(tmp_path / "nope"), "--index", str(tmp_path / "idx"))
+    assert result.returncode == 2 and "no such file" in _one_line_error(result)
+
+    (tmp_path / "plain").mkdir()
+    result = run_cli("search", "hello", "--index", str(tmp_path / "plain"))
+    assert result.returncode == 4 and "not an xsearch index" in _one_line_error(result)
+
+    result = run_cli("info", "--index", str(tmp_path / "missing"))
+    assert result.returncode == 4
+    _one_line_error(result)
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "xsearch.db").write_bytes(b"garbage" * 1000)
+    result = run_cli("search", "hello", "--index", str(broken))
+    assert result.returncode == 5
+    _one_line_error(result)
+
+
+def test_model_mismatch_is_refused(sample_copy: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    assert run_cli("index", str(sample_copy / "coffee_history"), "--index", str(index), "-q").returncode == 0
+    result = run_cli("search", "coffee", "--index", str(index), "--model", "LaBSE")
+    assert result.returncode == 6 and "multilingual-e5-small" in _one_line_error(result)
+    result = run_cli("index", str(sample_copy / "coffee_history"), "--index", str(index), "--pooling", "cls")
+    assert result.returncode == 6
+    _one_line_error(result)
+
+
+def _generation(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM settings WHERE key = 'generation'").fetchone()
+        finally:
+            conn.close()
+        return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_index_run_leaves_a_searchable_index(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    topics = ["volcanic eruptions and magma", "baking sourdough bread", "the history of coffee houses",
+              "vaccines and the immune system", "the Apollo Moon landing", "photosynthesis in green leaves"]
+    for n in range(240):
+        topic = topics[n % len(topics)]
+        (docs / f"note-{n:03d}.txt").write_text(
+            f"Note {n} is about {topic}. " + " ".join(f"Sentence {i} of note {n} adds detail on {topic}." for i in range(12)),
+            encoding="utf-8")
+    index = tmp_path / "idx"
+    exe = Path(sys.executable).with_name("xsearch")
+    proc = subprocess.Popen([str(exe), "index", str(docs), "--index", str(index), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and _generation(index / "xsearch.db") < 1 and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _generation(index / "xsearch.db") >= 1
+
+    result = run_cli("info", "--index", str(index), "--json")
+    assert result.returncode == 0, result.stderr
+    partial = json.loads(result.stdout)
+    assert 0 < partial["documents"] < 240
+    result = run_cli("search", "magma", "--index", str(index), "-k", "5", "--json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == 5
+
+    result = run_cli("index", str(docs), "--index", str(index), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["files_added"] == 240 - partial["documents"]
+    info = json.loads(run_cli("info", "--index", str(index), "--json").stdout)
+    assert info["documents"] == 240
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ok.txt").write_text("readable text about bread", encoding="utf-8")
+    secret = docs / "secret.txt"
+    secret.write_text("hidden", encoding="utf-8")
+    secret.chmod(0)
+    result = run_cli("index", str(docs), "--index", str(tmp_path / "idx"), "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and [Path(s["path"]).name for s in report["skipped"]] == ["secret.txt"]
+
+
+def test_readme_quickstart_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "xsearch index data/sample" in readme and "python -m pytest" in readme

@@ -1,0 +1,331 @@
+"""The FAISS backend: an index-factory string, inner-product metric, SQLite row ids.
+
+``Flat`` (and any other index that cannot hold ids itself) is wrapped in
+``IndexIDMap2``; IVF indexes take ids natively. The whole index is saved as one file:
+
+    MAGIC (8 bytes) | header length (uint32, little-endian) | JSON header | FAISS bytes
+
+The header carries dim, factory, nprobe, trained_size, ntotal and the length and
+CRC-32 of the FAISS bytes, so a truncated or damaged file is caught before FAISS
+parses it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import IndexCorruptError, UsageError
+from .base import PAD_ID, AnnIndex, atomic_write, padded
+from .factory import default_nprobe
+
+MAGIC = b"XSANNIDX"
+FORMAT_VERSION = 1
+
+TRAIN_SEED = 1234
+"""Seed of the training sample, so the same vectors always give the same index."""
+
+TRAIN_SAMPLE_MIN = 100_000
+TRAIN_POINTS_PER_LIST = 64
+"""Training uses at most max(TRAIN_SAMPLE_MIN, TRAIN_POINTS_PER_LIST x nlist) vectors."""
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _faiss() -> Any:
+    """Import faiss on first use, with one OpenMP thread per available core.
+
+    OpenMP threads spin while they wait. When the cores are busy with other work
+    too, that made training 6x slower (28 s against 4.5 s for 20k vectors on two
+    loaded cores); waiting passively costs nothing measurable on idle cores. FAISS's
+    bundled libgomp reads the policy once, when faiss loads it, so it is set for the
+    import only, and an OMP_WAIT_POLICY the user set wins.
+    """
+    unset = "OMP_WAIT_POLICY" not in os.environ
+    if unset:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import faiss
+    finally:
+        if unset:
+            del os.environ["OMP_WAIT_POLICY"]
+    faiss.omp_set_num_threads(_cpu_count())
+    return faiss
+
+
+def _faiss_message(exc: Exception) -> str:
+    """The useful part of a FAISS C++ error, on one line."""
+    text = " ".join(str(exc).split())
+    return re.sub(r"^Error in .*? at \S+:\d+: (Error: '.*?' failed: )?", "", text)
+
+
+class FaissIndex(AnnIndex):
+    """A FAISS index built from an index-factory string, searched by inner product.
+
+    Args:
+        dim: vector dimension.
+        factory: FAISS index-factory string, e.g. ``"Flat"`` or ``"IVF1024,PQ48x8"``
+            (see :func:`xsearch.ann.factory.choose_factory`).
+        nprobe: IVF lists visited per query unless :meth:`search` says otherwise;
+            defaults to :func:`~xsearch.ann.factory.default_nprobe` of nlist.
+    """
+
+    def __init__(self, dim: int, factory: str, *, nprobe: int | None = None) -> None:
+        faiss = _faiss()
+        if dim < 1:
+            raise UsageError(f"vector dimension must be positive, got {dim}")
+        try:
+            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise UsageError(f"bad FAISS index factory {factory!r}: {_faiss_message(exc)}") from exc
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is None:
+            index = faiss.IndexIDMap2(index)
+        else:
+            # Polysemous codes only serve Hamming-threshold search, which we do not
+            # use, and training them is the slowest part of building IVF-PQ.
+            ivf = faiss.downcast_index(ivf)
+            if hasattr(ivf, "do_polysemous_training"):
+                ivf.do_polysemous_training = False
+        self._attach(index, factory, nprobe, trained_size=0)
+
+    def _attach(self, index: Any, factory: str, nprobe: int | None, trained_size: int) -> None:
+        self._index = index
+        self._ivf = _faiss().try_extract_index_ivf(index)
+        self.dim = int(index.d)
+        self.factory = factory
+        self._trained_size = trained_size
+        self.nprobe = default_nprobe(self.nlist) if nprobe is None else nprobe
+
+    @property
+    def nprobe(self) -> int:
+        """IVF lists visited per query by default (1 and unused for non-IVF indexes)."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._nprobe = _check_nprobe(value)
+
+    @property
+    def nlist(self) -> int:
+        """Number of IVF lists, 0 for indexes without them."""
+        return int(self._ivf.nlist) if self._ivf is not None else 0
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    @property
+    def trained_size(self) -> int:
+        return self._trained_size
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        return (
+            f"FaissIndex(dim={self.dim}, factory={self.factory!r}, ntotal={len(self)}, "
+            f"nprobe={self.nprobe}, trained_size={self.trained_size})"
+        )
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Train on a seeded sample of ``vectors`` (deterministic); no-op for ``Flat``.
+
+        Raises:
+            UsageError: the index is already trained, or there are too few vectors.
+        """
+        x = self._vectors(vectors)
+        if self._index.is_trained:
+            if self._trained_size:
+                raise UsageError("the vector index is already trained; build a new one to retrain")
+            return
+        n = x.shape[0]
+        cap = max(TRAIN_SAMPLE_MIN, TRAIN_POINTS_PER_LIST * self.nlist)
+        if n > cap:
+            rows = np.random.default_rng(TRAIN_SEED).choice(n, cap, replace=False)
+            x = x[np.sort(rows)]
+        try:
+            self._index.train(x)
+        except RuntimeError as exc:
+            raise UsageError(
+                f"cannot train {self.factory} on {n} vectors: {_faiss_message(exc)}"
+            ) from exc
+        self._trained_size = n
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add ``vectors`` under ``ids``; ids must be unique and not yet in the index
+        (SQLite row ids are never reused; only uniqueness within the call is checked)."""
+        x = self._vectors(vectors)
+        ids = self._ids(ids, x.shape[0])
+        if not self.is_trained:
+            raise UsageError("train the vector index before adding vectors")
+        if np.unique(ids).size != ids.size:
+            raise UsageError("ids added to the vector index must be unique")
+        self._index.add_with_ids(x, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = self._ids(ids)
+        if ids.size == 0:
+            return 0
+        return int(self._index.remove_ids(_faiss().IDSelectorBatch(ids)))
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed_ids: np.ndarray | None = None,
+        nprobe: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by inner product; see :meth:`AnnIndex.search`.
+
+        With ``allowed_ids`` on an IVF index, nprobe is scaled up by the share of the
+        index the filter keeps (so about as many allowed vectors are scanned as an
+        unfiltered search scans), and a query that still finds fewer than ``k`` hits
+        is repeated over every list, so k hits come back whenever k exist.
+        """
+        q = self._vectors(np.atleast_2d(queries), "queries")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"k must be a positive integer, got {k!r}")
+        if not self.is_trained:
+            raise UsageError("the vector index is not trained")
+        k = int(k)
+        nprobe = self.nprobe if nprobe is None else _check_nprobe(nprobe)
+        nq = q.shape[0]
+        if nq == 0 or len(self) == 0:
+            return padded(nq, k)
+
+        if allowed_ids is None:
+            scores, ids = self._search(q, k, None, nprobe)
+        else:
+            if not isinstance(allowed_ids, np.ndarray):  # list, set, generator of ids
+                allowed_ids = np.fromiter(allowed_ids, dtype=np.int64)
+            allowed = np.unique(self._ids(allowed_ids))
+            if allowed.size == 0:
+                return padded(nq, k)
+            selector = _faiss().IDSelectorBatch(allowed)
+            if self._ivf is not None:
+                share = min(1.0, allowed.size / len(self))
+                nprobe = min(self.nlist, math.ceil(nprobe / share))
+            scores, ids = self._search(q, k, selector, nprobe)
+            short = ids[:, -1] == PAD_ID
+            if self._ivf is not None and nprobe < self.nlist and short.any():
+                scores[short], ids[short] = self._search(q[short], k, selector, self.nlist)
+
+        scores[ids == PAD_ID] = -np.inf
+        return scores, ids
+
+    def _search(
+        self, q: np.ndarray, k: int, selector: Any, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        if self._ivf is not None:
+            params = faiss.SearchParametersIVF(nprobe=min(nprobe, self.nlist))
+            if selector is not None:
+                params.sel = selector
+            if isinstance(self._index, faiss.IndexPreTransform):  # e.g. OPQ,IVF...
+                params = faiss.SearchParametersPreTransform(index_params=params)
+        elif selector is not None:
+            params = faiss.SearchParameters(sel=selector)
+        else:
+            params = None
+        return self._index.search(q, k, params=params)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        payload = _faiss().serialize_index(self._index)
+        header = {
+            "format": FORMAT_VERSION,
+            "dim": self.dim,
+            "factory": self.factory,
+            "nprobe": self.nprobe,
+            "trained_size": self.trained_size,
+            "ntotal": len(self),
+            "payload_bytes": int(payload.nbytes),
+            "crc32": zlib.crc32(payload),
+        }
+        head = json.dumps(header, sort_keys=True).encode()
+        atomic_write(path, [MAGIC, struct.pack("<I", len(head)), head, payload])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FaissIndex:
+        path = Path(path)
+        data = path.read_bytes()
+        header, payload = _parse(path, data)
+        try:
+            index = _faiss().deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        except RuntimeError as exc:
+            raise _corrupt(path, f"unreadable FAISS data ({_faiss_message(exc)})") from exc
+        if index.d != header["dim"] or index.ntotal != header["ntotal"]:
+            raise _corrupt(path, "FAISS data does not match its header")
+        self = cls.__new__(cls)
+        self._attach(index, header["factory"], header["nprobe"], header["trained_size"])
+        return self
+
+
+def _check_nprobe(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise UsageError(f"nprobe must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _corrupt(path: Path, why: str) -> IndexCorruptError:
+    return IndexCorruptError(f"{path}: vector index is corrupt: {why}; rebuild the index")
+
+
+_HEADER_FIELDS = {
+    "format": int,
+    "dim": int,
+    "factory": str,
+    "nprobe": int,
+    "trained_size": int,
+    "ntotal": int,
+    "payload_bytes": int,
+    "crc32": int,
+}
+
+
+def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], memoryview]:
+    """Split a saved index into its checked header and its FAISS bytes."""
+    prefix = len(MAGIC) + 4
+    if len(data) < prefix or not data.startswith(MAGIC):
+        raise _corrupt(path, "not an xsearch vector index file")
+    (head_len,) = struct.unpack_from("<I", data, len(MAGIC))
+    if prefix + head_len > len(data):
+        raise _corrupt(path, "file is truncated inside its header")
+    try:
+        header = json.loads(data[prefix : prefix + head_len])
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise _corrupt(path, "header is not valid JSON") from exc
+    if not isinstance(header, dict):
+        raise _corrupt(path, "header is not a JSON object")
+    for key, kind in _HEADER_FIELDS.items():
+        value = header.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise _corrupt(path, f"header field {key!r} is missing or not {kind.__name__}")
+    if header["format"] != FORMAT_VERSION:
+        raise _corrupt(path, f"unknown format version {header['format']}")
+    if header["dim"] < 1 or header["nprobe"] < 1:
+        raise _corrupt(path, "header holds an impossible dim or nprobe")
+    payload = memoryview(data)[prefix + head_len :]
+    if len(payload) != header["payload_bytes"]:
+        raise _corrupt(
+            path, f"expected {header['payload_bytes']} bytes of FAISS data, found {len(payload)}"
+        )
+    if zlib.crc32(payload) != header["crc32"]:
+        raise _corrupt(path, "checksum mismatch")
+    return header, payload

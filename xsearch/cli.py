@@ -1,0 +1,275 @@
+"""The ``xsearch`` command: thin commands over :class:`xsearch.Index`.
+
+Each command parses its options, calls one library method and renders the result. Library
+errors become a one-line message on stderr and the error's exit code. Heavy modules are
+imported inside the commands, so ``xsearch --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._version import __version__
+from .errors import UsageError, XsearchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .index import Index
+    from .pipeline import IndexReport
+    from .types import Hit
+
+EXIT_INTERRUPTED = 130
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _index_path(value: str | None) -> Path:
+    from .index import default_index_path
+
+    return Path(value) if value else default_index_path()
+
+
+def _parse_size(text: str) -> int:
+    units = {"": 1, "B": 1, "K": 1024, "KB": 1024, "M": 1024**2, "MB": 1024**2, "G": 1024**3, "GB": 1024**3}
+    number = text.strip().upper().rstrip()
+    for suffix in sorted(units, key=len, reverse=True):
+        if suffix and number.endswith(suffix):
+            try:
+                return int(float(number[: -len(suffix)]) * units[suffix])
+            except ValueError:
+                break
+    try:
+        return int(number)
+    except ValueError:
+        raise UsageError(f"cannot read size {text!r} (try 50MB)") from None
+
+
+def _langs(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+def _display_path(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+class XsearchGroup(click.Group):
+    """Turns library errors into one line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except XsearchError as exc:
+            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
+            click.echo(" ".join(str(exc).split()), err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=XsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xsearch")
+def main() -> None:
+    """Multilingual semantic search: index a folder, then ask in any language."""
+
+
+index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEARCH_INDEX",
+                            help="Index directory [default: ./indexes/default, or $XSEARCH_INDEX].")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@main.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@index_option
+@click.option("--model", default=None, help="Model for a new index [default: multilingual-e5-small].")
+@click.option("--pooling", type=click.Choice(["mean", "cls", "max", "mean_sqrt_len"]), default=None,
+              help="Pooling for a new index [default: mean].")
+@click.option("--layer", type=int, default=None, help="Hidden layer to pool from [default: last].")
+@click.option("--max-tokens", type=click.IntRange(16, 512), default=None, help="Tokens per chunk [default: 256].")
+@click.option("--overlap", type=click.IntRange(0, 8), default=None, help="Sentences shared by neighbouring chunks [default: 1].")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only index matching files (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files (repeatable).")
+@click.option("--max-file-size", default="50MB", show_default=True, help="Skip larger files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, pooling: str | None,
+              layer: int | None, max_tokens: int | None, overlap: int | None, include: tuple[str, ...],
+              exclude: tuple[str, ...], max_file_size: str, quiet: bool, as_json: bool) -> None:
+    """Index files and folders (incrementally: only new and changed files are embedded)."""
+    from .config import IndexConfig
+    from .index import Index
+
+    chosen = {"model": model, "pooling": pooling, "layer": layer, "max_tokens": max_tokens, "overlap": overlap}
+    explicit = [name for name, value in chosen.items() if value is not None]
+    config = IndexConfig(**{k: v for k, v in chosen.items() if v is not None})
+    max_bytes = _parse_size(max_file_size)
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"no such file or directory: {path}")
+    err = _stderr()
+    show = not quiet and not as_json and err.is_terminal
+    with Index.open_or_create(_index_path(index_dir), config, explicit=explicit) as index:
+        if show:
+            report = _index_with_progress(index, paths, include, exclude, max_bytes, err)
+        else:
+            report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes)
+        if as_json:
+            click.echo(json.dumps({"index": str(index.path), **report.to_dict()}, ensure_ascii=False))
+        else:
+            _print_report(index, report, err)
+
+
+def _index_with_progress(index: Index, paths: Sequence[str], include: Sequence[str], exclude: Sequence[str],
+                         max_bytes: int, err: Console) -> IndexReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .pipeline import IndexProgress
+
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("scanning", total=None, chunks=0, rate="–")
+
+        def update(p: IndexProgress) -> None:
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            description = {"scan": "scanning", "embed": "indexing", "done": "finishing"}[p.phase]
+            bar.update(task, description=description, total=p.files_total or None, completed=p.files_done,
+                       chunks=p.chunks_done, rate=f"{p.chunks_done / elapsed:.0f}" if p.chunks_done else "–")
+
+        return index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, progress=update)
+
+
+def _print_report(index: Index, report: IndexReport, err: Console) -> None:
+    rate = report.chunks_added / report.seconds if report.seconds and report.chunks_added else 0.0
+    info = index.info()
+    err.print(
+        f"[bold green]indexed[/] {report.files_added} new, {report.files_updated} changed, "
+        f"{report.files_removed} removed, {report.files_unchanged} unchanged files; "
+        f"{report.chunks_added} chunks in {report.seconds:.1f}s"
+        + (f" ({rate:.0f} chunks/s)" if rate else ""),
+    )
+    err.print(f"index {info.path}: {info.documents} documents, {info.chunks} chunks, "
+              f"{len(info.languages)} languages, {info.index_type}")
+    if report.skipped:
+        err.print(f"[yellow]skipped {len(report.skipped)} files:[/]")
+        for item in report.skipped[:20]:
+            err.print(f"  {_display_path(item.path)}: {item.reason}", markup=False)
+        if len(report.skipped) > 20:
+            err.print(f"  … and {len(report.skipped) - 20} more (see --json)")
+
+
+@main.command("search")
+@click.argument("query", required=False)
+@index_option
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results.")
+@click.option("--lang", "langs", metavar="CODES", help="Only passages in these languages, e.g. de,ja.")
+@click.option("--model", default=None, help="Refuse to run unless the index uses this model.")
+@click.option("--queries", "queries_file", type=click.File("r", encoding="utf-8"),
+              help="Run one query per line of FILE (use - for stdin).")
+@json_option
+def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, model: str | None,
+               queries_file: Any, as_json: bool) -> None:
+    """Search the index with a query in any language."""
+    from .index import Index
+
+    if (query is None) == (queries_file is None):
+        raise UsageError("give a QUERY or --queries FILE (one of them)")
+    queries = [query] if query is not None else [line.strip() for line in queries_file if line.strip()]
+    with Index.open(_index_path(index_dir), model=model) as index:
+        results = index.search_batch(queries, k, langs=_langs(langs))
+    if as_json:
+        if queries_file is None:
+            click.echo(json.dumps([h.to_dict() for h in results[0]], ensure_ascii=False))
+        else:
+            for hits in results:
+                click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        return
+    out = _stdout()
+    for n, (text, hits) in enumerate(zip(queries, results)):
+        if len(queries) > 1:
+            out.print(("\n" if n else "") + f"[bold]query:[/] {text}", highlight=False)
+        _print_hits(out, hits)
+
+
+def _snippet(text: str, width: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def _print_hits(out: Console, hits: list[Hit]) -> None:
+    from rich.text import Text
+
+    if not hits:
+        out.print("no results")
+        return
+    for rank, hit in enumerate(hits, 1):
+        line = Text()
+        line.append(f"{rank:>2}. ", style="bold")
+        line.append(f"{hit.score:.3f} ", style="cyan")
+        line.append(f"[{hit.lang or 'und'}] ", style="magenta")
+        line.append(_display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
+        if hit.title:
+            line.append(f"  {hit.title}", style="dim")
+        out.print(line)
+        out.print(Text("    " + _snippet(hit.text)))
+
+
+@main.command("info")
+@index_option
+@json_option
+def info_cmd(index_dir: str | None, as_json: bool) -> None:
+    """Show what an index holds: documents, chunks, languages, model, size."""
+    from .index import Index
+
+    with Index.open(_index_path(index_dir)) as index:
+        info = index.info()
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), ensure_ascii=False))
+        return
+    out = _stdout()
+    langs = ", ".join(f"{lang} {n}" for lang, n in info.languages.items()) or "–"
+    layer = "last" if info.layer is None else str(info.layer)
+    rows = [
+        ("index", info.path), ("files", str(info.files)), ("documents", str(info.documents)),
+        ("chunks", str(info.chunks)), ("languages", langs), ("model", info.model),
+        ("pooling", f"{info.pooling} (layer {layer})"), ("dimension", str(info.dim)),
+        ("index type", info.index_type), ("size on disk", _human_bytes(info.bytes_on_disk)),
+        ("built by", f"xsearch {info.version}"),
+    ]
+    for key, value in rows:
+        out.print(f"[bold]{key:<13}[/]{value}", highlight=False)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

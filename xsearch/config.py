@@ -1,0 +1,36 @@
+"""Typed settings of an index, saved inside it so every later run uses the same ones."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+DEFAULT_MODEL = "multilingual-e5-small"
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_OVERLAP = 1
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How an index turns text into vectors. Fixed when the index is created."""
+
+    model: str = DEFAULT_MODEL
+    """Model name (registry name, hub id or local path) that embeds chunks and queries."""
+    pooling: str = "mean"
+    """How token vectors become a sentence vector: mean, cls, max or mean_sqrt_len."""
+    layer: int | None = None
+    """Hidden layer to pool from (0 = embeddings); None means the last layer."""
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    """Upper bound of model tokens per chunk."""
+    overlap: int = DEFAULT_OVERLAP
+    """Sentences repeated at the start of the next chunk."""
+
+    def to_settings(self) -> dict[str, Any]:
+        """The settings rows that record this config."""
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> IndexConfig:
+        """Read a config back from an index's settings."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if f.name in settings})

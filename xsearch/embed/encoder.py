@@ -1,0 +1,160 @@
+"""The encoder: texts in, L2-normalised sentence vectors out.
+
+The model is loaded through sentence-transformers (which reads the tokenizer, the
+transformer and its prompts); batching, pooling and normalisation are done here so that
+batches are sorted by *token* length and capped by a token budget, and so that any layer
+and pooling mode can be used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ModelError
+from .models import ResolvedModel, resolve_model
+from .pooling import POOLING_MODES, pool
+
+DEFAULT_BATCH_TOKENS = 8192
+"""Upper bound on padded tokens per forward pass."""
+MAX_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What identifies the vectors an encoder makes; saved with every index."""
+
+    model: str
+    pooling: str
+    layer: int | None
+    dim: int
+    max_length: int
+    query_prefix: str
+    passage_prefix: str
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="sentence_transformers")
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MAX_BATCH_SIZE) -> Iterator[list[int]]:
+    """Group indices into batches, longest first, each padded size within ``budget`` tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        width = lengths[batch[0]] if batch else lengths[i]
+        if batch and ((len(batch) + 1) * width > budget or len(batch) >= max_size):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+class Encoder:
+    """A loaded sentence encoder. Create with :meth:`load`; one per process is enough."""
+
+    def __init__(self, resolved: ResolvedModel, *, pooling: str = "mean", layer: int | None = None,
+                 max_length: int | None = None, threads: int | None = None) -> None:
+        if pooling not in POOLING_MODES:
+            raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        import torch
+
+        _quiet_transformers()
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        try:
+            self._st = SentenceTransformer(str(resolved.path), device="cpu", local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {exc}") from exc
+        self._st.eval()
+        self._transformer = self._st[0].auto_model
+        self.tokenizer = self._st.tokenizer
+        prompts = getattr(self._st, "prompts", {}) or {}
+        n_layers = getattr(self._transformer.config, "num_hidden_layers", None)
+        if layer is not None and n_layers is not None and not -n_layers <= layer <= n_layers:
+            raise ModelError(f"layer {layer} out of range: {resolved.name} has {n_layers} layers (0 = embeddings)")
+        model_max = getattr(self._transformer.config, "max_position_embeddings", 512)
+        if getattr(self._transformer.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+            model_max -= 2  # RoBERTa positions start after the padding index
+        self.info = EncoderInfo(
+            model=resolved.name,
+            pooling=pooling,
+            layer=layer,
+            dim=int(self._transformer.config.hidden_size),
+            max_length=min(max_length or model_max, model_max),
+            query_prefix=prompts.get("query", resolved.query_prefix),
+            passage_prefix=prompts.get("passage", prompts.get("document", resolved.passage_prefix)),
+        )
+
+    @classmethod
+    def load(cls, model: str, *, pooling: str = "mean", layer: int | None = None,
+             max_length: int | None = None, threads: int | None = None) -> Encoder:
+        """Resolve ``model`` offline (see :func:`resolve_model`) and load it."""
+        return cls(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length, threads=threads)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the sentence vectors."""
+        return self.info.dim
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Model tokens of each text, special tokens and prefixes not counted."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for search queries (with the model's query prefix)."""
+        return self._encode([self.info.query_prefix + t for t in texts])
+
+    def encode_passages(self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
+        """Vectors for passages to index (with the model's passage prefix)."""
+        return self._encode([self.info.passage_prefix + t for t in texts], batch_tokens=batch_tokens)
+
+    def _encode(self, texts: list[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.info.max_length,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        ids = encoded["input_ids"]
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
+                width = max(len(ids[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                vectors = self._pooled(input_ids, mask)
+                out[batch] = vectors.float().numpy()
+        return out
+
+    def _hidden(self, input_ids, mask):
+        layer = self.info.layer
+        outputs = self._transformer(input_ids=input_ids, attention_mask=mask,
+                                    output_hidden_states=layer is not None)
+        return outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
+
+    def _pooled(self, input_ids, mask):
+        import torch
+
+        pooled = pool(self._hidden(input_ids, mask), mask, self.info.pooling)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -1,0 +1,255 @@
+"""Find the files to index under a set of roots.
+
+Discovery walks folders in sorted order, honours ``.gitignore`` files and the
+caller's include/exclude globs, and says why it passes over a file it cannot
+use (a :class:`~xsearch.types.Skipped`). Hidden and git-ignored paths are
+passed over silently: they were never candidates.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pathspec
+
+from xsearch.errors import UsageError
+from xsearch.types import SourceFile, Skipped
+
+__all__ = ["SNIFF_BYTES", "SUPPORTED_SUFFIXES", "discover", "looks_like_text"]
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
+    {
+        ".txt", ".text", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf",
+        ".docx", ".csv", ".tsv", ".json", ".jsonl", ".ndjson",
+    }
+)
+"""Suffixes (lower case) that extraction reads by format; other files are sniffed."""
+
+SNIFF_BYTES = 8192
+"""How much of a file of unknown type is read to tell text from binary."""
+
+_Ignores = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+"""The ``.gitignore`` specs in force: (folder relative to the root, spec), outermost first."""
+
+
+def discover(
+    roots: Sequence[str | os.PathLike[str]],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    max_bytes: int = 50 * 1024 * 1024,
+) -> Iterator[SourceFile | Skipped]:
+    """Yield the files under ``roots`` worth extracting, and those passed over with a reason.
+
+    Each root may be a file or a folder. Folders are walked recursively in sorted
+    order, following symlinked folders (a link back into its own ancestry is
+    reported as ``"symlink loop"``). Hidden entries and entries matched by a
+    ``.gitignore`` at any level of the walk are left out silently, and so are
+    files reached twice (through links or overlapping roots).
+
+    ``include`` and ``exclude`` are gitignore-style globs matched against the
+    path relative to its root (``*.md``, ``docs/**``, ``drafts/``); an empty
+    ``include`` selects everything. Files with a suffix in
+    :data:`SUPPORTED_SUFFIXES` are yielded as they are; others are yielded only
+    when their first :data:`SNIFF_BYTES` look like text.
+
+    Raises:
+        UsageError: a root does not exist, a glob is malformed, or ``max_bytes``
+            is not positive. All of this is checked before anything is yielded.
+    """
+    if isinstance(roots, (str, os.PathLike)):
+        roots = [roots]
+    for root in roots:
+        if not os.path.exists(root):
+            raise UsageError(f"no such file or directory: {os.fspath(root)}")
+    paths = [os.path.abspath(os.fspath(root)) for root in roots]
+    if max_bytes <= 0:
+        raise UsageError(f"max_bytes must be positive, got {max_bytes}")
+    walker = _Walker(
+        include=_compile_globs(include, "include"),
+        exclude=_compile_globs(exclude, "exclude"),
+        max_bytes=max_bytes,
+    )
+    return walker.walk_roots(paths)
+
+
+@dataclass
+class _Walker:
+    """The state of one :func:`discover` call: its filters and what it has seen."""
+
+    include: pathspec.GitIgnoreSpec | None
+    exclude: pathspec.GitIgnoreSpec | None
+    max_bytes: int
+    seen_dirs: set[str] = field(default_factory=set)
+    seen_files: set[str] = field(default_factory=set)
+
+    def walk_roots(self, paths: list[str]) -> Iterator[SourceFile | Skipped]:
+        for path in paths:
+            if os.path.isdir(path):
+                real = os.path.realpath(path)
+                if real not in self.seen_dirs:
+                    self.seen_dirs.add(real)
+                    yield from self._walk_dir(path, "", (), frozenset())
+            elif self._selected(os.path.basename(path)):
+                result = self._check_file(path)
+                if result is not None:
+                    yield result
+
+    def _walk_dir(
+        self, path: str, rel: str, ignores: _Ignores, ancestors: frozenset[str]
+    ) -> Iterator[SourceFile | Skipped]:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError as exc:
+            yield Skipped(path, f"unreadable: {_os_reason(exc)}")
+            return
+        spec = _read_gitignore(os.path.join(path, ".gitignore"))
+        if spec is not None:
+            ignores = (*ignores, (rel, spec))
+        ancestors = ancestors | {os.path.realpath(path)}
+
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = os.path.join(path, entry.name)
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            if _is_dir(entry):
+                if _ignored(ignores, child_rel + "/") or self._excluded(child_rel + "/"):
+                    continue
+                real = os.path.realpath(child)
+                if real in ancestors:
+                    yield Skipped(child, "symlink loop")
+                elif real not in self.seen_dirs:
+                    self.seen_dirs.add(real)
+                    yield from self._walk_dir(child, child_rel, ignores, ancestors)
+                continue
+            if _ignored(ignores, child_rel) or not self._selected(child_rel):
+                continue
+            if entry.is_symlink() and not os.path.exists(child):
+                yield Skipped(child, "broken symlink")
+                continue
+            result = self._check_file(child)
+            if result is not None:
+                yield result
+
+    def _excluded(self, rel: str) -> bool:
+        return self.exclude is not None and self.exclude.match_file(rel)
+
+    def _selected(self, rel: str) -> bool:
+        if self._excluded(rel):
+            return False
+        return self.include is None or self.include.match_file(rel)
+
+    def _check_file(self, path: str) -> SourceFile | Skipped | None:
+        """The verdict on one file, or None when it was already seen."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            return Skipped(path, f"unreadable: {_os_reason(exc)}")
+        real = os.path.realpath(path)
+        if real in self.seen_files:
+            return None
+        self.seen_files.add(real)
+        if not stat.S_ISREG(st.st_mode):
+            return Skipped(real, "not a regular file")
+        if st.st_size == 0:
+            return Skipped(real, "empty file")
+        if st.st_size > self.max_bytes:
+            return Skipped(real, f"larger than {_format_size(self.max_bytes)}")
+        suffix = os.path.splitext(real)[1].lower()
+        try:
+            with open(real, "rb") as handle:
+                head = b"" if suffix in SUPPORTED_SUFFIXES else handle.read(SNIFF_BYTES)
+        except OSError as exc:
+            return Skipped(real, f"unreadable: {_os_reason(exc)}")
+        if suffix not in SUPPORTED_SUFFIXES and not looks_like_text(head):
+            return Skipped(real, "binary file")
+        return SourceFile(path=real, size=st.st_size, mtime=st.st_mtime)
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file read as text: UTF-8 without NUL, or UTF-16/32 with a BOM.
+
+    ``head`` may end in the middle of a character.
+    """
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        encoding = "utf-32"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif b"\x00" in head:
+        return False
+    else:
+        encoding = "utf-8"
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks; False for broken ones
+    except OSError:
+        return False
+
+
+def _ignored(ignores: _Ignores, rel: str) -> bool:
+    """Git's verdict on ``rel``: the deepest ``.gitignore`` with a matching pattern decides."""
+    for base, spec in reversed(ignores):
+        sub = rel[len(base) + 1 :] if base else rel
+        verdict = spec.check_file(sub).include
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def _read_gitignore(path: str) -> pathspec.GitIgnoreSpec | None:
+    """The spec of a ``.gitignore`` file, or None when there is none; bad lines are dropped, as git does."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except ValueError:
+        return pathspec.GitIgnoreSpec.from_lines([line for line in lines if _valid_pattern(line)])
+
+
+def _valid_pattern(line: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except ValueError:
+        return False
+    return True
+
+
+def _compile_globs(patterns: Sequence[str], option: str) -> pathspec.GitIgnoreSpec | None:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        return None
+    for pattern in patterns:
+        if not _valid_pattern(pattern):
+            raise UsageError(f"invalid {option} pattern: {pattern!r}")
+    return pathspec.GitIgnoreSpec.from_lines(list(patterns))
+
+
+def _format_size(n_bytes: int) -> str:
+    """``52428800`` -> ``"50 MB"`` (binary units, as the limit is usually given)."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n_bytes >= scale:
+            return f"{round(n_bytes / scale, 1):g} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return (exc.strerror or str(exc)).lower()

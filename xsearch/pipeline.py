@@ -1,0 +1,175 @@
+"""One indexing run: discover -> extract -> chunk -> embed -> store, incrementally.
+
+Files are compared with what the index holds (size and mtime first, then a content hash);
+only new and changed ones are read and embedded. Work is committed in groups of files, each
+group in one transaction, so an interrupted run keeps every finished group and the next run
+picks up the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ExtractionError
+from .ingest import chunk_documents, detect_document_languages, discover, extract
+from .store.db import FileState, NewDocument
+from .types import Document, Skipped, SourceFile
+
+if TYPE_CHECKING:
+    from .index import Index
+
+GROUP_CHUNKS = 512
+"""Chunks embedded and committed together (also the window for sorting by length)."""
+GROUP_FILES = 64
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """Where an indexing run stands, reported after every committed group."""
+
+    phase: str
+    """``"scan"``, ``"embed"`` or ``"done"``."""
+    files_total: int
+    files_done: int
+    chunks_done: int
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What an indexing run did."""
+
+    files_seen: int = 0
+    files_added: int = 0
+    files_updated: int = 0
+    files_removed: int = 0
+    files_unchanged: int = 0
+    documents_added: int = 0
+    chunks_added: int = 0
+    skipped: tuple[Skipped, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The JSON shape of the run summary."""
+        out = {k: v for k, v in self.__dict__.items() if k != "skipped"}
+        out["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
+        return out
+
+
+def file_hash(path: str) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _under(path: str, roots: Sequence[Path]) -> bool:
+    return any(path == str(root) or path.startswith(str(root) + os.sep) for root in roots)
+
+
+def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
+                exclude: Sequence[str] = (), max_file_bytes: int | None = None,
+                progress: Callable[[IndexProgress], None] | None = None) -> IndexReport:
+    """Bring ``index`` up to date with the files under ``paths`` (see the module docstring)."""
+    started = time.perf_counter()
+    notify = progress or (lambda _p: None)
+    kwargs = {"include": include, "exclude": exclude}
+    if max_file_bytes is not None:
+        kwargs["max_bytes"] = max_file_bytes
+    sources: list[SourceFile] = []
+    skipped: list[Skipped] = []
+    for item in discover(list(paths), **kwargs):
+        (sources if isinstance(item, SourceFile) else skipped).append(item)
+    notify(IndexProgress("scan", len(sources), 0, 0))
+
+    known = index.store.file_states()
+    roots = [Path(p).resolve() for p in paths]
+    seen = {s.path for s in sources} | {s.path for s in skipped}
+    removed = [p for p in known if _under(p, roots) and p not in seen]
+    todo: list[tuple[SourceFile, str]] = []
+    touched: list[FileState] = []
+    unchanged = 0
+    for source in sources:
+        state = known.get(source.path)
+        if state is not None and state.size == source.size and state.mtime == source.mtime:
+            unchanged += 1
+            continue
+        try:
+            digest = file_hash(source.path)
+        except OSError as exc:
+            skipped.append(Skipped(source.path, f"unreadable: {exc.strerror or exc}"))
+            continue
+        if state is not None and state.hash == digest:
+            touched.append(FileState(source.path, digest, source.mtime, source.size))
+            unchanged += 1
+            continue
+        todo.append((source, digest))
+    if touched:
+        index.store.touch_files(touched)
+    if removed and not todo:
+        index.store.replace_files(removed, [])
+
+    counts = {"added": 0, "updated": 0, "documents": 0, "chunks": 0, "files_done": 0}
+    notify(IndexProgress("embed", len(todo), 0, 0))
+    pending_removed = removed if todo else []
+    group: list[tuple[FileState, list[Document]]] = []
+    group_chars = 0
+    for n, (source, digest) in enumerate(todo, 1):
+        try:
+            docs = extract(source)
+        except ExtractionError as exc:
+            skipped.append(Skipped(source.path, str(exc)))
+            docs = []
+        if docs:
+            group.append((FileState(source.path, digest, source.mtime, source.size), docs))
+            group_chars += sum(len(d.text) for d in docs)
+        if group and (n == len(todo) or len(group) >= GROUP_FILES or group_chars >= GROUP_CHUNKS * 600):
+            _embed_and_store(index, group, pending_removed, known, counts)
+            pending_removed, group, group_chars = [], [], 0
+        counts["files_done"] = n
+        if not group:
+            notify(IndexProgress("embed", len(todo), n, counts["chunks"]))
+    if pending_removed:
+        index.store.replace_files(pending_removed, [])
+    notify(IndexProgress("done", len(todo), len(todo), counts["chunks"]))
+    return IndexReport(
+        files_seen=len(sources) + len(skipped),
+        files_added=counts["added"],
+        files_updated=counts["updated"],
+        files_removed=len(removed),
+        files_unchanged=unchanged,
+        documents_added=counts["documents"],
+        chunks_added=counts["chunks"],
+        skipped=tuple(skipped),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]], removed: Sequence[str],
+                     known: dict[str, FileState], counts: dict[str, int]) -> None:
+    encoder = index.encoder
+    config = index.config
+    docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
+    chunk_lists = chunk_documents(docs, encoder.count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
+    vectors = encoder.encode_passages([c.text for chunks in chunk_lists for c in chunks])
+    added = []
+    pos = doc_pos = 0
+    for state, file_docs in group:
+        new_docs = []
+        for _ in file_docs:
+            chunks = chunk_lists[doc_pos]
+            new_docs.append(NewDocument(docs[doc_pos], chunks, vectors[pos : pos + len(chunks)]))
+            pos += len(chunks)
+            doc_pos += 1
+        added.append((state, new_docs))
+        counts["updated" if state.path in known else "added"] += 1
+    index.store.replace_files(removed, added)
+    counts["documents"] += len(docs)
+    counts["chunks"] += pos

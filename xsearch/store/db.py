@@ -1,0 +1,296 @@
+"""The SQLite side of an index: files, documents, chunks, their vectors, and settings.
+
+SQLite is the source of truth. Every write happens in one transaction that also bumps the
+index *generation*; chunk rows remember the generation that added them and removed chunk
+ids are kept as tombstones, so the vector index (a derived file) can be brought up to date
+from any earlier generation. Chunk ids come from AUTOINCREMENT and are never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from ..errors import IndexCorruptError
+from ..types import Chunk, Document
+
+DB_NAME = "xsearch.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, hash TEXT NOT NULL, mtime REAL NOT NULL, size INTEGER NOT NULL,
+    indexed_gen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL REFERENCES files(path) ON DELETE CASCADE,
+    record INTEGER NOT NULL DEFAULT 0, title TEXT NOT NULL DEFAULT '',
+    lang TEXT NOT NULL DEFAULT '', metadata TEXT NOT NULL DEFAULT '{}',
+    n_chars INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (path, record)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    lang TEXT NOT NULL DEFAULT '', n_tokens INTEGER NOT NULL DEFAULT 0, gen INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ord);
+CREATE INDEX IF NOT EXISTS chunks_gen ON chunks(gen);
+CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, vec BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen);
+"""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the index knows of a file, to decide whether it must be read again."""
+
+    path: str
+    hash: str
+    mtime: float
+    size: int
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk joined with its document, as search results need it."""
+
+    id: int
+    text: str
+    start: int
+    end: int
+    lang: str
+    ord: int
+    doc_id: int
+    path: str
+    record: int
+    title: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A document ready to store: its chunks and one vector per chunk."""
+
+    document: Document
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray
+
+
+class Store:
+    """One index's SQLite database, opened through sqlite-utils."""
+
+    def __init__(self, directory: Path, *, create: bool = False) -> None:
+        path = directory / DB_NAME
+        if not create and not path.is_file():
+            raise IndexCorruptError(f"{directory} has no {DB_NAME}")
+        try:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self.db = sqlite_utils.Database(conn)
+            if create:
+                conn.executescript(_SCHEMA)
+            version = self.get_setting("schema_version")
+            if create and version is None:
+                self.set_settings({"schema_version": SCHEMA_VERSION, "generation": 0})
+            elif version != SCHEMA_VERSION:
+                raise IndexCorruptError(f"{path}: unsupported schema version {version!r}")
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
+        self.path = path
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.conn.close()
+
+    # settings -------------------------------------------------------------
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """One setting, decoded from JSON."""
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def settings(self) -> dict[str, Any]:
+        """All settings, decoded from JSON."""
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM settings")}
+
+    def set_settings(self, values: dict[str, Any]) -> None:
+        """Insert or replace settings."""
+        self.db["settings"].upsert_all(
+            [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key"
+        )
+
+    @property
+    def generation(self) -> int:
+        """The number of committed writes so far."""
+        return int(self.get_setting("generation", 0))
+
+    # files ----------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        """Every indexed file by path."""
+        rows = self.db.execute("SELECT path, hash, mtime, size FROM files")
+        return {r[0]: FileState(*r) for r in rows}
+
+    def touch_files(self, states: Iterable[FileState]) -> None:
+        """Record new mtimes of files whose content did not change."""
+        with self.db.conn:
+            self.db.conn.executemany(
+                "UPDATE files SET mtime = ?, size = ? WHERE path = ?",
+                [(s.mtime, s.size, s.path) for s in states],
+            )
+
+    # writes ---------------------------------------------------------------
+    def replace_files(self, removed: Sequence[str], added: Sequence[tuple[FileState, Sequence[NewDocument]]]) -> int:
+        """Remove ``removed`` files and (re)write ``added`` ones in one transaction.
+
+        A file in ``added`` that is already indexed has its old documents replaced. Returns
+        the new generation.
+        """
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            gen = self.generation + 1
+            paths = list(removed) + [state.path for state, _ in added]
+            self._tombstone_files(paths, gen)
+            for state, docs in added:
+                conn.execute(
+                    "INSERT INTO files (path, hash, mtime, size, indexed_gen) VALUES (?, ?, ?, ?, ?)",
+                    (state.path, state.hash, state.mtime, state.size, gen),
+                )
+                for new in docs:
+                    self._insert_document(new, gen)
+            conn.execute("UPDATE settings SET value = ? WHERE key = 'generation'", (json.dumps(gen),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return gen
+
+    def _tombstone_files(self, paths: Sequence[str], gen: int) -> None:
+        conn = self.db.conn
+        for start in range(0, len(paths), 500):
+            part = paths[start : start + 500]
+            marks = ",".join("?" * len(part))
+            conn.execute(
+                f"INSERT OR REPLACE INTO tombstones (chunk_id, gen) SELECT c.id, {gen:d} FROM chunks c "
+                f"JOIN documents d ON d.id = c.doc_id WHERE d.path IN ({marks})",
+                part,
+            )
+            conn.execute(f"DELETE FROM files WHERE path IN ({marks})", part)
+
+    def _insert_document(self, new: NewDocument, gen: int) -> None:
+        conn = self.db.conn
+        doc = new.document
+        cur = conn.execute(
+            "INSERT INTO documents (path, record, title, lang, metadata, n_chars) VALUES (?, ?, ?, ?, ?, ?)",
+            (doc.path, doc.record, doc.title, doc.lang, json.dumps(doc.metadata, ensure_ascii=False), len(doc.text)),
+        )
+        doc_id = cur.lastrowid
+        vectors = np.asarray(new.vectors, dtype=np.float16)
+        for ordinal, (chunk, vec) in enumerate(zip(new.chunks, vectors, strict=True)):
+            cur = conn.execute(
+                'INSERT INTO chunks (doc_id, ord, text, start, "end", lang, n_tokens, gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                (doc_id, ordinal, chunk.text, chunk.start, chunk.end, chunk.lang, chunk.n_tokens, gen),
+            )
+            conn.execute("INSERT INTO vectors (chunk_id, vec) VALUES (?, ?)", (cur.lastrowid, vec.tobytes()))
+
+    def prune_tombstones(self, upto_gen: int) -> None:
+        """Forget tombstones that every saved vector index has already applied."""
+        with self.db.conn:
+            self.db.conn.execute("DELETE FROM tombstones WHERE gen <= ?", (upto_gen,))
+
+    # reads ----------------------------------------------------------------
+    def changes_since(self, gen: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Chunk ids removed after ``gen``, and ids plus vectors of chunks added after it."""
+        removed = np.array([r[0] for r in self.db.execute("SELECT chunk_id FROM tombstones WHERE gen > ?", [gen])],
+                           dtype=np.int64)
+        ids, vectors = self._vectors_where("c.gen > ?", [gen])
+        return removed, ids, vectors
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk id and its vector (float32), in id order."""
+        return self._vectors_where("1", [])
+
+    def _vectors_where(self, where: str, params: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.db.execute(
+            f"SELECT c.id, v.vec FROM chunks c JOIN vectors v ON v.chunk_id = c.id WHERE {where} ORDER BY c.id",
+            params,
+        ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, self.dim), dtype=np.float32)
+        blob = b"".join(r[1] for r in rows)
+        return ids, np.frombuffer(blob, dtype=np.float16).reshape(len(rows), -1).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension recorded in the settings."""
+        return int(self.get_setting("dim", 0))
+
+    def vectors_for(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Exact (fp16-stored) vectors of the given chunk ids, as float32."""
+        out: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for cid, blob in self.db.execute(f"SELECT chunk_id, vec FROM vectors WHERE chunk_id IN ({marks})", part):
+                out[cid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return out
+
+    def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """Chunks with their documents, by id."""
+        out: dict[int, ChunkRow] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                'SELECT c.id, c.text, c.start, c."end", c.lang, c.ord, d.id, d.path, d.record, d.title, d.metadata '
+                f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                part,
+            )
+            for r in rows:
+                out[r[0]] = ChunkRow(*r[:10], metadata=json.loads(r[10]))
+        return out
+
+    def chunk_ids_where_lang(self, langs: Sequence[str]) -> np.ndarray:
+        """Ids of chunks whose language is one of ``langs``."""
+        marks = ",".join("?" * len(langs))
+        rows = self.db.execute(f"SELECT id FROM chunks WHERE lang IN ({marks})", list(langs))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of files, documents and chunks."""
+        q = "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
+        files, docs, chunks = self.db.execute(q).fetchone()
+        return {"files": files, "documents": docs, "chunks": chunks}
+
+    def languages(self) -> dict[str, int]:
+        """Chunk counts per language, most frequent first."""
+        rows = self.db.execute("SELECT lang, count(*) n FROM chunks GROUP BY lang ORDER BY n DESC, lang")
+        return {lang or "und": n for lang, n in rows}
+
+    def check(self) -> None:
+        """Raise :class:`IndexCorruptError` if SQLite finds the database damaged."""
+        try:
+            result = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{self.path} is damaged: {exc}") from exc
+        if result != "ok":
+            raise IndexCorruptError(f"{self.path} is damaged: {result}")
