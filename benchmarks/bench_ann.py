@@ -40,7 +40,8 @@ def clustered(n: int, dim: int, *, n_centres: int = 200, seed: int = 0) -> np.nd
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         basis = rng.standard_normal((rank, dim), dtype=np.float32) / np.sqrt(dim)
-        x[rows] += (0.8 / np.sqrt(rank)) * rng.standard_normal((rows.size, rank), dtype=np.float32) @ basis
+        z = (0.8 / np.sqrt(rank)) * rng.standard_normal((rows.size, rank), dtype=np.float32)
+        x[rows] += z @ basis
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
@@ -102,10 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     t = time.perf_counter()
     data = clustered(args.n + args.queries, args.dim)
     base, queries = data[: args.n], data[args.n :]
-    ids = (2**40 + np.cumsum(np.random.default_rng(1).integers(1, 1000, size=args.n))).astype(np.int64)
+    gaps = np.random.default_rng(1).integers(1, 1000, size=args.n)
+    ids = (2**40 + np.cumsum(gaps)).astype(np.int64)  # sparse, sorted, > 32 bits
     truth = exact_top(queries, base, K)
-    print(f"data: {args.n:,} x {args.dim} clustered vectors, {args.queries} queries, "
-          f"{os.cpu_count()} cores; generated with ground truth in {time.perf_counter() - t:.1f} s\n")
+    print(
+        f"data: {args.n:,} x {args.dim} clustered vectors, {args.queries} queries, "
+        f"{os.cpu_count()} cores; made with ground truth in {time.perf_counter() - t:.1f} s\n"
+    )
 
     factories = ["Flat"]
     if choose_factory(args.n, args.dim) != "Flat":
@@ -127,15 +131,19 @@ def main(argv: list[str] | None = None) -> None:
                 probes = [None]
             for nprobe in probes:
                 result = measure(index, queries, base, ids, truth, nprobe, args.singles)
-                label = "-" if nprobe is None else f"{nprobe}{' (default)' if nprobe == index.nprobe else ''}"
+                label = "-" if nprobe is None else str(nprobe)
+                if nprobe is not None and nprobe == index.nprobe:
+                    label += " (default)"
                 rows.append((factory, label, build_s, per_vector, result))
 
     print(f"| index | nprobe | build s | bytes/vec on disk | p50 ms | p95 ms | QPS (batch) "
           f"| recall@{K} raw | recall@{K} rescored top-{CANDIDATES} |")
     print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for factory, label, build_s, per_vector, r in rows:
-        print(f"| {factory} | {label} | {build_s:.1f} | {per_vector:.0f} | {r['p50']:.2f} | {r['p95']:.2f} "
-              f"| {r['qps']:,.0f} | {r['raw']:.3f} | {r['rescored']:.3f} |")
+        print(
+            f"| {factory} | {label} | {build_s:.1f} | {per_vector:.0f} | {r['p50']:.2f} "
+            f"| {r['p95']:.2f} | {r['qps']:,.0f} | {r['raw']:.3f} | {r['rescored']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,29 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, encoder):
     index.close()
 
 
+def build_tiny_xlmr(path: Path, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A tiny XLM-RoBERTa masked LM with random weights and the real 250k-piece tokenizer."""
+    import torch
+    from semantra_multilingual import get_asset_dir
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaTokenizerFast
+
+    torch.manual_seed(seed)
+    config = XLMRobertaConfig(vocab_size=250002, hidden_size=hidden, num_hidden_layers=layers,
+                              num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=130,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    XLMRobertaForMaskedLM(config).save_pretrained(path)
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(Path(get_asset_dir()) / "tokenizer.json"),
+                                        model_max_length=128)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random XLM-R (2 layers, 32-d) with the real tokenizer, built once."""
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny-xlmr"))
+
+
 @pytest.fixture
 def sample_copy(tmp_path: Path) -> Path:
     """A private, writable copy of the sample corpus."""

@@ -11,7 +11,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from .errors import UsageError, XsearchError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .embed.encoder import Encoder
+    from .evaluate import EvalProgress
     from .index import Index
     from .pipeline import IndexReport
     from .types import Hit
@@ -270,6 +273,117 @@ def _human_bytes(n: float) -> str:
         n /= 1024
     return f"{n:.1f} GiB"
 
+
+@main.group("eval")
+def eval_group() -> None:
+    """Measure retrieval quality on standard test sets (BEIR folders, Tatoeba)."""
+
+
+model_option = click.option("--model", default=None, help="Model to evaluate [default: multilingual-e5-small].")
+
+
+@eval_group.command("beir")
+@click.argument("directory", type=click.Path())
+@click.option("--mode", "modes", multiple=True, default=("dense",), metavar="NAME",
+              help="Ranking configuration to score, one table row each (repeatable) [default: dense].")
+@model_option
+@click.option("--index-dir", metavar="DIR",
+              help="Build the evaluation index here and keep it [default: a temporary folder].")
+@json_option
+def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, index_dir: str | None,
+                  as_json: bool) -> None:
+    """Index a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) and score its queries:
+    nDCG@10, recall@10/@100/@7, MRR@10, MAP@20 and the median search latency."""
+    from .evaluate import check_configs, evaluate_beir, load_beir
+
+    data = load_beir(directory)
+    configs = check_configs(modes)
+    encoder = _eval_encoder(model)
+    with _eval_progress(_stderr()) as progress:
+        rows = evaluate_beir(data, configs=configs, encoder=encoder, index_dir=index_dir, progress=progress)
+    if as_json:
+        click.echo(json.dumps([row.to_dict() for row in rows], ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", title_justify="left",
+                  title=f"{directory}: {len(data.corpus)} passages, {rows[0].queries} queries, {rows[0].model}")
+    table.add_column("mode")
+    for column in ("nDCG@10", "R@10", "R@100", "MRR@10", "MAP@20", "R@7", "p50 ms"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        values = row.to_dict()
+        metrics = (f"{values[name]:.3f}" for name in ("nDCG@10", "R@10", "R@100", "MRR@10", "MAP@20", "R@7"))
+        table.add_row(row.config, *metrics, f"{row.p50_ms:.1f}")
+    _stdout().print(table)
+
+
+@eval_group.command("tatoeba")
+@click.argument("directory", type=click.Path())
+@click.option("--lang", "langs", metavar="CODES", help="Only these languages, e.g. deu,fra [default: every pair].")
+@model_option
+@json_option
+def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_json: bool) -> None:
+    """Accuracy@1 of finding each sentence's English translation, for every
+    tatoeba.xx-eng.xx / tatoeba.xx-eng.eng pair in a folder, and the average."""
+    from .evaluate import evaluate_tatoeba, load_tatoeba
+
+    languages = _langs(langs)
+    load_tatoeba(directory, languages=languages)  # bad folder or language: fail before loading the model
+    encoder = _eval_encoder(model)
+    with _eval_progress(_stderr()) as progress:
+        result = evaluate_tatoeba(directory, encoder=encoder, languages=languages, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", title_justify="left", title=f"{directory}: {result.model}")
+    table.add_column("language")
+    table.add_column("sentences", justify="right")
+    table.add_column("acc@1", justify="right")
+    for code, accuracy in result.languages.items():
+        table.add_row(code, str(result.sentences[code]), f"{accuracy:.1f}")
+    table.add_section()
+    table.add_row("average", str(sum(result.sentences.values())), f"{result.average:.1f}", style="bold")
+    _stdout().print(table)
+
+
+def _eval_encoder(model: str | None) -> Encoder:
+    from .config import DEFAULT_MODEL
+    from .embed.encoder import Encoder
+
+    return Encoder.load(model or DEFAULT_MODEL)
+
+
+@contextmanager
+def _eval_progress(err: Console) -> Iterator[Callable[[EvalProgress], None] | None]:
+    """A progress callback drawing one bar on ``err``, or None when ``err`` is not a terminal."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("loading", total=None)
+
+        def update(p: EvalProgress) -> None:
+            description = {"index": "indexing chunks", "search": f"searching ({p.label})",
+                           "encode": f"encoding {p.label}".rstrip()}[p.phase]
+            bar.update(task, description=description, total=p.total or None, completed=p.done)
+
+        yield update
+
+
+def _register() -> None:
+    from .cli_models import embed_cmd, models_group
+
+    main.add_command(models_group)
+    main.add_command(embed_cmd)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -129,7 +129,9 @@ class AnnIndex(ABC):
         if array.size == 0:
             array = array.astype(np.int64)
         if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-            raise UsageError(f"ids must be a 1-D array of integers, got {array.dtype} {array.shape}")
+            raise UsageError(
+                f"ids must be a 1-D array of integers, got {array.dtype} {array.shape}"
+            )
         if n is not None and array.shape[0] != n:
             raise UsageError(f"got {array.shape[0]} ids for {n} vectors")
         if array.size and array.min() < 0:

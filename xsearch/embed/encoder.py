@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ModelError
-from .models import ResolvedModel, resolve_model
+from .registry import CARDS, ResolvedModel, resolve_model
 from .pooling import POOLING_MODES, pool
 
 DEFAULT_BATCH_TOKENS = 8192
@@ -61,6 +61,41 @@ def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MA
         yield batch
 
 
+@dataclass(frozen=True)
+class TokenEmbeddings:
+    """The token vectors of one text.
+
+    ``offsets[i]`` is the character span of token ``i`` in ``text``: ``text[start:end]`` is
+    exactly what the token stands for, without the word-initial space that SentencePiece
+    folds into it. Special tokens (``<s>``, ``</s>``) and a bare word-start marker ``▁``
+    have empty spans and ``special[i]`` set (the marker is not special, just empty).
+    """
+
+    text: str
+    tokens: list[str]
+    ids: list[int]
+    offsets: np.ndarray
+    """``(n_tokens, 2)`` int32 character spans."""
+    special: np.ndarray
+    """``(n_tokens,)`` bool, True for the tokenizer's special tokens."""
+    vectors: np.ndarray
+    """``(n_tokens, dim)`` float32 hidden states of the encoder's layer (not normalised)."""
+    truncated: bool = False
+    """True when the text was longer than the model's maximum length."""
+
+    def to_dict(self) -> dict:
+        """The JSON shape used by ``xsearch embed --tokens``."""
+        return {
+            "text": self.text,
+            "truncated": self.truncated,
+            "tokens": [
+                {"token": tok, "id": tid, "start": int(s), "end": int(e), "special": bool(sp),
+                 "vector": [round(float(x), 6) for x in vec]}
+                for tok, tid, (s, e), sp, vec in zip(self.tokens, self.ids, self.offsets, self.special, self.vectors)
+            ],
+        }
+
+
 class Encoder:
     """A loaded sentence encoder. Create with :meth:`load`; one per process is enough."""
 
@@ -88,6 +123,9 @@ class Encoder:
         model_max = getattr(self._transformer.config, "max_position_embeddings", 512)
         if getattr(self._transformer.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
             model_max -= 2  # RoBERTa positions start after the padding index
+        card = CARDS.get(resolved.name)
+        if card is not None:
+            model_max = min(model_max, card.max_length)
         self.info = EncoderInfo(
             model=resolved.name,
             pooling=pooling,
@@ -116,6 +154,10 @@ class Encoder:
         encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
                                  return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for texts as given, with no prefix."""
+        return self._encode(list(texts))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for search queries (with the model's query prefix)."""
@@ -146,6 +188,66 @@ class Encoder:
                 vectors = self._pooled(input_ids, mask)
                 out[batch] = vectors.float().numpy()
         return out
+
+    def token_embeddings(self, texts: Sequence[str], *, kind: str | None = None,
+                         batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[TokenEmbeddings]:
+        """Token vectors with character offsets for each text.
+
+        ``kind`` (``"query"`` or ``"passage"``) puts the model's prefix in front, as the
+        sentence vectors do; the prefix's own tokens are left out of the result, so offsets
+        always refer to the text as given.
+        """
+        import torch
+
+        prefix = {"query": self.info.query_prefix, "passage": self.info.passage_prefix, None: ""}[kind]
+        inputs = [prefix + t for t in texts]
+        encoded = self.tokenizer(inputs, truncation=True, max_length=self.info.max_length,
+                                 return_offsets_mapping=True, return_special_tokens_mask=True,
+                                 return_attention_mask=False, return_token_type_ids=False)
+        ids = encoded["input_ids"]
+        results: list[TokenEmbeddings | None] = [None] * len(texts)
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
+                width = max(len(ids[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                hidden = self._hidden(input_ids, mask).float().numpy()
+                for row, i in enumerate(batch):
+                    results[i] = self._token_result(texts[i], len(prefix), ids[i], encoded["offset_mapping"][i],
+                                                    encoded["special_tokens_mask"][i], hidden[row, : len(ids[i])])
+        return results  # type: ignore[return-value]
+
+    def _token_result(self, text: str, shift: int, ids: list[int], offsets: list[tuple[int, int]],
+                      special: list[int], vectors: np.ndarray) -> TokenEmbeddings:
+        keep, spans = [], []
+        for i, ((start, end), is_special) in enumerate(zip(offsets, special)):
+            if is_special:
+                keep.append(i)
+                spans.append((0, 0))
+                continue
+            if end <= shift:  # a token of the prefix
+                continue
+            start, end = max(start - shift, 0), end - shift
+            while start < end and text[start].isspace():
+                start += 1
+            if self.tokenizer.convert_ids_to_tokens(ids[i]) == "\u2581":
+                end = start  # a bare word-start marker stands for no character of its own
+            keep.append(i)
+            spans.append((start, end))
+        content_tokens = sum(1 for i in keep if not special[i])
+        return TokenEmbeddings(
+            text=text,
+            tokens=self.tokenizer.convert_ids_to_tokens([ids[i] for i in keep]),
+            ids=[ids[i] for i in keep],
+            offsets=np.array(spans, dtype=np.int32).reshape(-1, 2),
+            special=np.array([bool(special[i]) for i in keep], dtype=bool),
+            vectors=np.ascontiguousarray(vectors[keep], dtype=np.float32),
+            truncated=self.count_tokens([text])[0] > content_tokens,
+        )
 
     def _hidden(self, input_ids, mask):
         layer = self.info.layer
