@@ -84,7 +84,8 @@ def main() -> None:
             latencies.append((time.perf_counter() - t0) * 1000)
         info = index.info()
 
-        ids, vectors = index.store.all_vectors()
+        stored = index.store.all_vectors()
+        ids, vectors = stored.ids, stored.vectors
         qv = index.encoder.encode_queries(queries[:100])
         exact_ids = ids[np.argsort(-(qv @ vectors.T), axis=1)[:, :10]]
         _, ann_ids = index._sync_ann(save=False).search(qv, 10)

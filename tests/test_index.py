@@ -197,7 +197,8 @@ def test_corrupted_vector_file_is_reported(sample_copy: Path, tmp_path: Path, en
 
 
 def test_vectors_are_stored_exactly_enough(sample_index: Index, encoder) -> None:
-    ids, vectors = sample_index.store.all_vectors()
+    stored = sample_index.store.all_vectors()
+    ids, vectors = stored.ids, stored.vectors
     row = sample_index.store.chunk_rows([int(ids[0])])[int(ids[0])]
     fresh = encoder.encode_passages([row.text])[0]
     assert float(fresh @ vectors[0]) > 0.999

@@ -25,6 +25,8 @@ class IndexConfig:
     """Upper bound of model tokens per chunk."""
     overlap: int = DEFAULT_OVERLAP
     """Sentences repeated at the start of the next chunk."""
+    scoring: str = "centered"
+    """Default query scoring: ``centered`` (per-language mean centring) or ``plain`` cosine."""
 
     def to_settings(self) -> dict[str, Any]:
         """The settings rows that record this config."""

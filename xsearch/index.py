@@ -19,10 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ._version import __version__
 from .config import IndexConfig
 from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexNotFoundError, UsageError
-from .store.db import DB_NAME, Store
+from .store.db import DB_NAME, Store, StoredVectors
 from .types import Hit, Skipped
 
 if TYPE_CHECKING:
@@ -238,15 +240,16 @@ class Index:
                     ann = None
         if ann is not None and ann.dim != self.store.dim:
             raise IndexCorruptError(f"{files.get(ann_gen)} holds {ann.dim}-d vectors, the index {self.store.dim}-d")
-        if ann is not None:
-            removed, ids, vectors = self.store.changes_since(ann_gen)
+        if ann is not None and ann.factory != "Flat":
+            removed, added = self.store.changes_since(ann_gen)
             if len(removed):
                 ann.remove(removed)
-            if len(ids):
-                ann.add(ids, vectors)
-        if ann is None or needs_retrain(ann, len(ann)):
-            ids, vectors = self.store.all_vectors()
-            ann = build(vectors, ids)
+            if len(added):
+                ann.add(added.ids, self._ann_vectors(added))
+        if ann is None or ann.factory == "Flat" or needs_retrain(ann, len(ann)):
+            # An exact index is cheap to rebuild, and a rebuild applies the current language means.
+            stored = self.store.all_vectors()
+            ann = build(self._ann_vectors(stored), stored.ids)
         self._ann, self._ann_gen = ann, gen
         if save and gen not in files:
             ann.save(self.path / f"{ANN_PREFIX}{gen}{ANN_SUFFIX}")
@@ -257,22 +260,50 @@ class Index:
                     file.unlink(missing_ok=True)
         return ann
 
-    # searching ------------------------------------------------------------
-    def search(self, query: str, k: int = 10, *, langs: Sequence[str] | None = None) -> list[Hit]:
-        """The ``k`` best passages for ``query``, in any language (or only ``langs``)."""
-        return self.search_batch([query], k, langs=langs)[0]
+    def _ann_vectors(self, stored: StoredVectors) -> np.ndarray:
+        from .search.engine import prepare
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None) -> list[list[Hit]]:
-        """:meth:`search` for several queries at once, one list of hits per query."""
-        from .search.engine import dense_search
+        return prepare(stored.vectors, stored.langs, self.config.scoring, self.store.language_means())
+
+    # searching ------------------------------------------------------------
+    def search(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
+        """The ``k`` best passages for ``query``, in any language; options as :meth:`search_batch`."""
+        return self.search_batch([query], k, **options)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None,
+                     mode: str = "dense", scoring: str | None = None, query_lang: str | None = None,
+                     group_by: str | None = None) -> list[list[Hit]]:
+        """The ``k`` best passages for each query, one list of hits per query.
+
+        - ``langs``: only passages in these languages (still ``k`` when there are ``k``).
+        - ``mode``: ``"dense"`` (sentence vectors), ``"lexical"`` (BM25 over trigrams, for exact
+          names and codes) or ``"hybrid"`` (both, by reciprocal rank fusion).
+        - ``scoring``: ``"centered"`` (language-agnostic) or ``"plain"`` cosine for the dense
+          side; the index's setting by default.
+        - ``query_lang``: the query's language, instead of detecting it.
+        - ``group_by="document"``: each document once, its best chunk first.
+        """
+        from .search.engine import MODES, SCORINGS, group_by_document, run_search
 
         if k < 1:
             raise UsageError("k must be at least 1")
-        ann = self._sync_ann(save=False)
+        scoring = scoring or self.config.scoring
+        if scoring not in SCORINGS:
+            raise UsageError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if group_by not in (None, "document"):
+            raise UsageError(f"cannot group by {group_by!r}; only by document")
         if not queries:
             return []
-        vectors = self.encoder.encode_queries(list(queries))
-        return dense_search(self.store, ann, vectors, k, langs=langs)
+        ann = self._sync_ann(save=False) if mode != "lexical" else None
+        encoder = self.encoder if mode != "lexical" else None
+        n = k if group_by is None else max(10 * k, 100)
+        results = run_search(self.store, ann, encoder, list(queries), n, mode=mode, scoring=scoring, langs=langs,
+                             query_lang=query_lang)
+        if group_by == "document":
+            return [group_by_document(hits, k) for hits in results]
+        return results
 
     def warm(self) -> None:
         """Load the encoder and the vector index now rather than on the first query."""

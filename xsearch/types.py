@@ -66,6 +66,8 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     highlights: tuple[tuple[int, int], ...] = ()
     """Character spans inside ``text`` that matched the query best."""
+    more: tuple[Hit, ...] = ()
+    """With results grouped by document: the document's other matching chunks, best first."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of a hit."""
@@ -81,4 +83,5 @@ class Hit:
             "text": self.text,
             "metadata": self.metadata,
             "highlights": [list(span) for span in self.highlights],
+            **({"more": [h.to_dict() for h in self.more]} if self.more else {}),
         }

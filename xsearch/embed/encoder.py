@@ -157,37 +157,15 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts as given, with no prefix."""
-        return self._encode(list(texts))
+        return self.embed(texts)[0]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for search queries (with the model's query prefix)."""
-        return self._encode([self.info.query_prefix + t for t in texts])
+        return self.embed(texts, kind="query")[0]
 
     def encode_passages(self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
         """Vectors for passages to index (with the model's passage prefix)."""
-        return self._encode([self.info.passage_prefix + t for t in texts], batch_tokens=batch_tokens)
-
-    def _encode(self, texts: list[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray:
-        import torch
-
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.info.max_length,
-                                 return_attention_mask=False, return_token_type_ids=False)
-        ids = encoded["input_ids"]
-        pad_id = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
-                width = max(len(ids[i]) for i in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[row, : len(ids[i])] = 1
-                vectors = self._pooled(input_ids, mask)
-                out[batch] = vectors.float().numpy()
-        return out
+        return self.embed(texts, kind="passage", batch_tokens=batch_tokens)[0]
 
     def token_embeddings(self, texts: Sequence[str], *, kind: str | None = None,
                          batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[TokenEmbeddings]:
@@ -197,15 +175,26 @@ class Encoder:
         sentence vectors do; the prefix's own tokens are left out of the result, so offsets
         always refer to the text as given.
         """
+        return self.embed(texts, kind=kind, tokens=True, batch_tokens=batch_tokens)[1]
+
+    def embed(self, texts: Sequence[str], *, kind: str | None = None, tokens: bool = False,
+              batch_tokens: int = DEFAULT_BATCH_TOKENS) -> tuple[np.ndarray, list[TokenEmbeddings]]:
+        """Sentence vectors and, if ``tokens``, token vectors of ``texts`` from one forward pass.
+
+        Texts are tokenized once, sorted by token length and run in batches capped by
+        ``batch_tokens`` padded tokens; results come back in input order.
+        """
         import torch
 
         prefix = {"query": self.info.query_prefix, "passage": self.info.passage_prefix, None: ""}[kind]
-        inputs = [prefix + t for t in texts]
-        encoded = self.tokenizer(inputs, truncation=True, max_length=self.info.max_length,
-                                 return_offsets_mapping=True, return_special_tokens_mask=True,
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        token_results: list[TokenEmbeddings] = [None] * len(texts) if tokens else []  # type: ignore[list-item]
+        if not texts:
+            return out, token_results
+        encoded = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=self.info.max_length,
+                                 return_offsets_mapping=tokens, return_special_tokens_mask=tokens,
                                  return_attention_mask=False, return_token_type_ids=False)
         ids = encoded["input_ids"]
-        results: list[TokenEmbeddings | None] = [None] * len(texts)
         pad_id = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
@@ -215,11 +204,16 @@ class Encoder:
                 for row, i in enumerate(batch):
                     input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                     mask[row, : len(ids[i])] = 1
-                hidden = self._hidden(input_ids, mask).float().numpy()
-                for row, i in enumerate(batch):
-                    results[i] = self._token_result(texts[i], len(prefix), ids[i], encoded["offset_mapping"][i],
-                                                    encoded["special_tokens_mask"][i], hidden[row, : len(ids[i])])
-        return results  # type: ignore[return-value]
+                hidden = self._hidden(input_ids, mask)
+                pooled = torch.nn.functional.normalize(pool(hidden, mask, self.info.pooling), p=2, dim=1)
+                out[batch] = pooled.float().numpy()
+                if tokens:
+                    states = hidden.float().numpy()
+                    for row, i in enumerate(batch):
+                        token_results[i] = self._token_result(
+                            texts[i], len(prefix), ids[i], encoded["offset_mapping"][i],
+                            encoded["special_tokens_mask"][i], states[row, : len(ids[i])])
+        return out, token_results
 
     def _token_result(self, text: str, shift: int, ids: list[int], offsets: list[tuple[int, int]],
                       special: list[int], vectors: np.ndarray) -> TokenEmbeddings:
@@ -254,9 +248,3 @@ class Encoder:
         outputs = self._transformer(input_ids=input_ids, attention_mask=mask,
                                     output_hidden_states=layer is not None)
         return outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
-
-    def _pooled(self, input_ids, mask):
-        import torch
-
-        pooled = pool(self._hidden(input_ids, mask), mask, self.info.pooling)
-        return torch.nn.functional.normalize(pooled, p=2, dim=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import sqlite_utils
 
 from ..errors import IndexCorruptError
 from ..types import Chunk, Document
+from .lexical import ensure_lexical
 
 DB_NAME = "xsearch.db"
 SCHEMA_VERSION = 1
@@ -50,6 +51,7 @@ CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
 CREATE TABLE IF NOT EXISTS vectors (
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, vec BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lang_stats (lang TEXT PRIMARY KEY, n INTEGER NOT NULL, sum BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen);
 """
@@ -83,6 +85,47 @@ class ChunkRow:
 
 
 @dataclass(frozen=True)
+class LanguageMeans:
+    """Per-language vector sums and counts, as kept in the index."""
+
+    sums: Mapping[str, np.ndarray]
+    counts: Mapping[str, int]
+
+    @property
+    def total(self) -> int:
+        """Number of vectors summed."""
+        return int(sum(self.counts.values()))
+
+    def global_mean(self) -> np.ndarray | None:
+        """Mean over every vector, or None when there are none."""
+        if not self.total:
+            return None
+        return np.sum([s for s in self.sums.values()], axis=0) / self.total
+
+    def mean(self, lang: str, *, shrink: float) -> np.ndarray | None:
+        """The (shrunk) mean for ``lang``; the global mean for a language the index lacks."""
+        overall = self.global_mean()
+        if overall is None:
+            return None
+        n = self.counts.get(lang, 0)
+        if n == 0:
+            return overall
+        return (self.sums[lang] + shrink * overall) / (n + shrink)
+
+
+@dataclass(frozen=True)
+class StoredVectors:
+    """Chunk ids with their languages and vectors, row-aligned."""
+
+    ids: np.ndarray
+    langs: list[str]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
 class NewDocument:
     """A document ready to store: its chunks and one vector per chunk."""
 
@@ -106,6 +149,8 @@ class Store:
             self.db = sqlite_utils.Database(conn)
             if create:
                 conn.executescript(_SCHEMA)
+            if create or self._has_table("chunks"):
+                ensure_lexical(conn)
             version = self.get_setting("schema_version")
             if create and version is None:
                 self.set_settings({"schema_version": SCHEMA_VERSION, "generation": 0})
@@ -114,6 +159,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
         self.path = path
+
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
 
     def close(self) -> None:
         """Close the connection."""
@@ -166,6 +214,8 @@ class Store:
         try:
             gen = self.generation + 1
             paths = list(removed) + [state.path for state, _ in added]
+            sums, counts = self._lang_sums()
+            self._subtract_files(paths, sums, counts)
             self._tombstone_files(paths, gen)
             for state, docs in added:
                 conn.execute(
@@ -174,12 +224,43 @@ class Store:
                 )
                 for new in docs:
                     self._insert_document(new, gen)
+                    _accumulate(sums, counts, np.asarray(new.vectors, dtype=np.float16).astype(np.float64),
+                                [c.lang for c in new.chunks], 1)
+            self._write_lang_sums(sums, counts)
             conn.execute("UPDATE settings SET value = ? WHERE key = 'generation'", (json.dumps(gen),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return gen
+
+    def _lang_sums(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        sums, counts = {}, {}
+        for lang, n, blob in self.db.execute("SELECT lang, n, sum FROM lang_stats"):
+            sums[lang], counts[lang] = np.frombuffer(blob, dtype=np.float64).copy(), n
+        return sums, counts
+
+    def _write_lang_sums(self, sums: dict[str, np.ndarray], counts: dict[str, int]) -> None:
+        conn = self.db.conn
+        conn.execute("DELETE FROM lang_stats")
+        conn.executemany("INSERT INTO lang_stats (lang, n, sum) VALUES (?, ?, ?)",
+                         [(lang, counts[lang], sums[lang].tobytes()) for lang in sums])
+
+    def _subtract_files(self, paths: Sequence[str], sums: dict[str, np.ndarray], counts: dict[str, int]) -> None:
+        for start in range(0, len(paths), 500):
+            part = paths[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                "SELECT c.lang, v.vec FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                f"JOIN vectors v ON v.chunk_id = c.id WHERE d.path IN ({marks})", part).fetchall()
+            if rows:
+                vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+                _accumulate(sums, counts, vectors.astype(np.float64), [r[0] for r in rows], -1)
+
+    def language_means(self) -> LanguageMeans:
+        """Per-language sums and counts of the stored chunk vectors."""
+        sums, counts = self._lang_sums()
+        return LanguageMeans(sums, counts)
 
     def _tombstone_files(self, paths: Sequence[str], gen: int) -> None:
         conn = self.db.conn
@@ -215,43 +296,44 @@ class Store:
             self.db.conn.execute("DELETE FROM tombstones WHERE gen <= ?", (upto_gen,))
 
     # reads ----------------------------------------------------------------
-    def changes_since(self, gen: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Chunk ids removed after ``gen``, and ids plus vectors of chunks added after it."""
+    def changes_since(self, gen: int) -> tuple[np.ndarray, StoredVectors]:
+        """Chunk ids removed after ``gen``, and the chunks added after it."""
         removed = np.array([r[0] for r in self.db.execute("SELECT chunk_id FROM tombstones WHERE gen > ?", [gen])],
                            dtype=np.int64)
-        ids, vectors = self._vectors_where("c.gen > ?", [gen])
-        return removed, ids, vectors
+        return removed, self._vectors_where("c.gen > ?", [gen])
 
-    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every chunk id and its vector (float32), in id order."""
+    def all_vectors(self) -> StoredVectors:
+        """Every chunk's id, language and vector (float32), in id order."""
         return self._vectors_where("1", [])
 
-    def _vectors_where(self, where: str, params: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    def vectors_of(self, ids: Sequence[int]) -> StoredVectors:
+        """The stored vectors of the given chunk ids (missing ids are left out)."""
+        ids = [int(i) for i in ids]
+        parts = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            parts.append(self._vectors_where(f"c.id IN ({','.join('?' * len(part))})", part))
+        if not parts:
+            return self._vectors_where("0", [])
+        return StoredVectors(np.concatenate([p.ids for p in parts]), [l for p in parts for l in p.langs],
+                             np.concatenate([p.vectors for p in parts]))
+
+    def _vectors_where(self, where: str, params: list[Any]) -> StoredVectors:
         rows = self.db.execute(
-            f"SELECT c.id, v.vec FROM chunks c JOIN vectors v ON v.chunk_id = c.id WHERE {where} ORDER BY c.id",
+            f"SELECT c.id, c.lang, v.vec FROM chunks c JOIN vectors v ON v.chunk_id = c.id WHERE {where} ORDER BY c.id",
             params,
         ).fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
-            return ids, np.zeros((0, self.dim), dtype=np.float32)
-        blob = b"".join(r[1] for r in rows)
-        return ids, np.frombuffer(blob, dtype=np.float16).reshape(len(rows), -1).astype(np.float32)
+            return StoredVectors(ids, [], np.zeros((0, self.dim), dtype=np.float32))
+        blob = b"".join(r[2] for r in rows)
+        vectors = np.frombuffer(blob, dtype=np.float16).reshape(len(rows), -1).astype(np.float32)
+        return StoredVectors(ids, [r[1] for r in rows], vectors)
 
     @property
     def dim(self) -> int:
         """Vector dimension recorded in the settings."""
         return int(self.get_setting("dim", 0))
-
-    def vectors_for(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """Exact (fp16-stored) vectors of the given chunk ids, as float32."""
-        out: dict[int, np.ndarray] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for cid, blob in self.db.execute(f"SELECT chunk_id, vec FROM vectors WHERE chunk_id IN ({marks})", part):
-                out[cid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-        return out
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """Chunks with their documents, by id."""
@@ -294,3 +376,14 @@ class Store:
             raise IndexCorruptError(f"{self.path} is damaged: {exc}") from exc
         if result != "ok":
             raise IndexCorruptError(f"{self.path} is damaged: {result}")
+
+
+def _accumulate(sums: dict[str, np.ndarray], counts: dict[str, int], vectors: np.ndarray, langs: Sequence[str],
+                sign: int) -> None:
+    """Add (``sign=1``) or remove (``sign=-1``) vectors from per-language sums, in place."""
+    for lang in set(langs):
+        rows = [i for i, code in enumerate(langs) if code == lang]
+        sums[lang] = sums.get(lang, np.zeros(vectors.shape[1], dtype=np.float64)) + sign * vectors[rows].sum(axis=0)
+        counts[lang] = counts.get(lang, 0) + sign * len(rows)
+        if counts[lang] <= 0:
+            del sums[lang], counts[lang]
