@@ -23,6 +23,7 @@ from .errors import UsageError, XsearchError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from .embed.encoder import Encoder
     from .evaluate import EvalProgress
@@ -189,12 +190,21 @@ def _print_report(index: Index, report: IndexReport, err: Console) -> None:
 @index_option
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results.")
 @click.option("--lang", "langs", metavar="CODES", help="Only passages in these languages, e.g. de,ja.")
+@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]), default="dense", show_default=True,
+              help="Sentence vectors, BM25 keywords, or both fused.")
+@click.option("--scoring", type=click.Choice(["centered", "plain"]), default=None,
+              help="Language-agnostic (centered) or plain cosine [default: the index's].")
+@click.option("--rerank/--no-rerank", default=True, show_default=True,
+              help="Rerank the top 100 by token-level late interaction.")
+@click.option("--group-by", type=click.Choice(["document"]), default=None, help="Each document once.")
+@click.option("--query-lang", default=None, metavar="CODE", help="The query's language, instead of detecting it.")
 @click.option("--model", default=None, help="Refuse to run unless the index uses this model.")
 @click.option("--queries", "queries_file", type=click.File("r", encoding="utf-8"),
               help="Run one query per line of FILE (use - for stdin).")
 @json_option
-def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, model: str | None,
-               queries_file: Any, as_json: bool) -> None:
+def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, mode: str, scoring: str | None,
+               rerank: bool, group_by: str | None, query_lang: str | None, model: str | None, queries_file: Any,
+               as_json: bool) -> None:
     """Search the index with a query in any language."""
     from .index import Index
 
@@ -202,7 +212,8 @@ def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | No
         raise UsageError("give a QUERY or --queries FILE (one of them)")
     queries = [query] if query is not None else [line.strip() for line in queries_file if line.strip()]
     with Index.open(_index_path(index_dir), model=model) as index:
-        results = index.search_batch(queries, k, langs=_langs(langs))
+        results = index.search_batch(queries, k, langs=_langs(langs), mode=mode, scoring=scoring, rerank=rerank,
+                                     group_by=group_by, query_lang=query_lang)
     if as_json:
         if queries_file is None:
             click.echo(json.dumps([h.to_dict() for h in results[0]], ensure_ascii=False))
@@ -217,9 +228,37 @@ def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | No
         _print_hits(out, hits)
 
 
-def _snippet(text: str, width: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+def _snippet(text: str, highlights: Sequence[tuple[int, int]] = (), width: int = 200) -> Text:
+    """One line of the passage around its first highlight, highlights in bold yellow."""
+    from rich.text import Text
+
+    start = max(0, highlights[0][0] - width // 4) if highlights else 0
+    end = min(len(text), start + width)
+    line = Text("…" if start else "")
+    line.append(text[start:end])
+    offset = len(line.plain) - (end - start)
+    for a, b in highlights:
+        if b > start and a < end:
+            line.stylize("bold yellow", offset + max(a, start) - start, offset + min(b, end) - start)
+    if end < len(text):
+        line.append("…")
+    return _one_line(line)
+
+
+def _one_line(text: Text) -> Text:
+    """``text`` with every run of whitespace shown as one space, styles kept."""
+    import re
+
+    from rich.text import Text
+
+    out = Text()
+    pos = 0
+    for m in re.finditer(r"\s+", text.plain):
+        out.append_text(text[pos : m.start()])
+        out.append(" ")
+        pos = m.end()
+    out.append_text(text[pos:])
+    return out
 
 
 def _print_hits(out: Console, hits: list[Hit]) -> None:
@@ -237,7 +276,9 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
         if hit.title:
             line.append(f"  {hit.title}", style="dim")
         out.print(line)
-        out.print(Text("    " + _snippet(hit.text)))
+        out.print(Text("    ").append_text(_snippet(hit.text, hit.highlights)))
+        for more in hit.more:
+            out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(_snippet(more.text, more.highlights, 120)))
 
 
 @main.command("info")
@@ -292,9 +333,13 @@ model_option = click.option("--model", default=None, help="Model to evaluate [de
 @json_option
 def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, index_dir: str | None,
                   as_json: bool) -> None:
-    """Index a BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) and score its queries:
-    nDCG@10, recall@10/@100/@7, MRR@10, MAP@20 and the median search latency."""
-    from .evaluate import check_configs, evaluate_beir, load_beir
+    """Score retrieval on a BEIR-format test set.
+
+    DIRECTORY holds corpus.jsonl, queries.jsonl and qrels/test.tsv. The corpus is indexed into a
+    fresh index, every judged query is searched, and each mode gets nDCG@10, recall@10, @100 and @7,
+    MRR@10, MAP@20 and the median search latency.
+    """
+    from .evaluate import MEASURES, check_configs, evaluate_beir, load_beir
 
     data = load_beir(directory)
     configs = check_configs(modes)
@@ -306,16 +351,18 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
         return
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold", title_justify="left",
-                  title=f"{directory}: {len(data.corpus)} passages, {rows[0].queries} queries, {rows[0].model}")
+    out = _stdout()
+    out.print(f"{directory}: {len(data.corpus)} passages, {rows[0].queries} queries, model {rows[0].model}",
+              markup=False)
+    table = Table(box=None, header_style="bold")
     table.add_column("mode")
-    for column in ("nDCG@10", "R@10", "R@100", "MRR@10", "MAP@20", "R@7", "p50 ms"):
+    for column in (*MEASURES, "p50 ms"):
         table.add_column(column, justify="right")
     for row in rows:
         values = row.to_dict()
-        metrics = (f"{values[name]:.3f}" for name in ("nDCG@10", "R@10", "R@100", "MRR@10", "MAP@20", "R@7"))
+        metrics = (f"{values[name]:.3f}" for name in MEASURES)
         table.add_row(row.config, *metrics, f"{row.p50_ms:.1f}")
-    _stdout().print(table)
+    out.print(table)
 
 
 @eval_group.command("tatoeba")
@@ -324,8 +371,11 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
 @model_option
 @json_option
 def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_json: bool) -> None:
-    """Accuracy@1 of finding each sentence's English translation, for every
-    tatoeba.xx-eng.xx / tatoeba.xx-eng.eng pair in a folder, and the average."""
+    """Score translation retrieval into English on Tatoeba.
+
+    For every tatoeba.xx-eng.xx / tatoeba.xx-eng.eng pair in DIRECTORY: the percentage of xx
+    sentences whose nearest English line is their own translation (accuracy@1), and the average.
+    """
     from .evaluate import evaluate_tatoeba, load_tatoeba
 
     languages = _langs(langs)
@@ -338,7 +388,9 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_js
         return
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold", title_justify="left", title=f"{directory}: {result.model}")
+    out = _stdout()
+    out.print(f"{directory}: model {result.model}", markup=False)
+    table = Table(box=None, header_style="bold")
     table.add_column("language")
     table.add_column("sentences", justify="right")
     table.add_column("acc@1", justify="right")
@@ -346,7 +398,7 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_js
         table.add_row(code, str(result.sentences[code]), f"{accuracy:.1f}")
     table.add_section()
     table.add_row("average", str(sum(result.sentences.values())), f"{result.average:.1f}", style="bold")
-    _stdout().print(table)
+    out.print(table)
 
 
 def _eval_encoder(model: str | None) -> Encoder:

@@ -27,6 +27,8 @@ class IndexConfig:
     """Sentences repeated at the start of the next chunk."""
     scoring: str = "centered"
     """Default query scoring: ``centered`` (per-language mean centring) or ``plain`` cosine."""
+    token_vectors: bool = True
+    """Keep compressed token vectors of every chunk, for reranking and highlights."""
 
     def to_settings(self) -> dict[str, Any]:
         """The settings rows that record this config."""

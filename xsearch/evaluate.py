@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from .types import Hit
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "dense": {},
+    "dense-plain": {"mode": "dense", "scoring": "plain", "rerank": False},
+    "dense": {"mode": "dense", "scoring": "centered", "rerank": False},
+    "dense+rerank": {"mode": "dense", "scoring": "centered", "rerank": True},
+    "lexical": {"mode": "lexical", "rerank": False},
+    "hybrid": {"mode": "hybrid", "scoring": "centered", "rerank": False},
+    "hybrid+rerank": {"mode": "hybrid", "scoring": "centered", "rerank": True},
 }
 """Ranking configurations by name: the keyword arguments each passes to ``Index.search_batch``."""
 
@@ -303,7 +308,7 @@ def _build_index(data: BeirData, encoder: Encoder, index_path: Path, corpus_dir:
     return index
 
 
-def _rank_documents(hits: Sequence[Hit]) -> list[str]:
+def rank_documents(hits: Sequence[Hit]) -> list[str]:
     """Document ids in hit order, each document at its best chunk's place."""
     ranked: dict[str, None] = {}
     for hit in hits:
@@ -324,7 +329,7 @@ def _run_config(index: Index, data: BeirData, name: str, k: int, progress: Progr
         started = time.perf_counter()
         hits = index.search_batch([data.queries[qid].text], k, **kwargs)[0]
         timings.append((time.perf_counter() - started) * 1000)
-        run[qid] = _rank_documents(hits)
+        run[qid] = rank_documents(hits)
         if progress is not None:
             progress(EvalProgress("search", n, len(qids), name))
     return run, timings
@@ -459,5 +464,5 @@ def _default_encoder() -> Encoder:
 __all__ = [
     "CONFIGS", "MEASURES", "BeirData", "BeirDoc", "BeirQuery", "EvalProgress", "EvalRow", "TatoebaResult",
     "bitext_accuracy", "check_configs", "compute_metrics", "evaluate_beir", "evaluate_tatoeba", "load_beir",
-    "load_tatoeba",
+    "load_tatoeba", "rank_documents",
 ]

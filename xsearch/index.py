@@ -272,7 +272,7 @@ class Index:
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None,
                      mode: str = "dense", scoring: str | None = None, query_lang: str | None = None,
-                     group_by: str | None = None) -> list[list[Hit]]:
+                     rerank: bool = True, group_by: str | None = None) -> list[list[Hit]]:
         """The ``k`` best passages for each query, one list of hits per query.
 
         - ``langs``: only passages in these languages (still ``k`` when there are ``k``).
@@ -281,9 +281,11 @@ class Index:
         - ``scoring``: ``"centered"`` (language-agnostic) or ``"plain"`` cosine for the dense
           side; the index's setting by default.
         - ``query_lang``: the query's language, instead of detecting it.
+        - ``rerank``: rerank the first stage's best candidates by late interaction over
+          token vectors (when the index keeps them), which also yields highlights.
         - ``group_by="document"``: each document once, its best chunk first.
         """
-        from .search.engine import MODES, SCORINGS, group_by_document, run_search
+        from .search.engine import MODES, RERANK_CANDIDATES, SCORINGS, group_by_document, run_search
 
         if k < 1:
             raise UsageError("k must be at least 1")
@@ -300,7 +302,7 @@ class Index:
         encoder = self.encoder if mode != "lexical" else None
         n = k if group_by is None else max(10 * k, 100)
         results = run_search(self.store, ann, encoder, list(queries), n, mode=mode, scoring=scoring, langs=langs,
-                             query_lang=query_lang)
+                             query_lang=query_lang, rerank_candidates=RERANK_CANDIDATES if rerank else 0)
         if group_by == "document":
             return [group_by_document(hits, k) for hits in results]
         return results

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
-from .store.db import FileState, NewDocument
+from .search.rerank import content_mask
+from .store.db import ChunkTokens, FileState, NewDocument
 from .types import Document, Skipped, SourceFile
 
 if TYPE_CHECKING:
+    from .embed.encoder import TokenEmbeddings
     from .index import Index
 
 GROUP_CHUNKS = 512
@@ -158,14 +160,17 @@ def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]]
     config = index.config
     docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
     chunk_lists = chunk_documents(docs, encoder.count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
-    vectors = encoder.encode_passages([c.text for chunks in chunk_lists for c in chunks])
+    texts = [c.text for chunks in chunk_lists for c in chunks]
+    vectors, token_vectors = encoder.embed(texts, kind="passage", tokens=config.token_vectors)
+    kept = [_content_tokens(t) for t in token_vectors] if config.token_vectors else None
     added = []
     pos = doc_pos = 0
     for state, file_docs in group:
         new_docs = []
         for _ in file_docs:
             chunks = chunk_lists[doc_pos]
-            new_docs.append(NewDocument(docs[doc_pos], chunks, vectors[pos : pos + len(chunks)]))
+            tokens = kept[pos : pos + len(chunks)] if kept is not None else None
+            new_docs.append(NewDocument(docs[doc_pos], chunks, vectors[pos : pos + len(chunks)], tokens))
             pos += len(chunks)
             doc_pos += 1
         added.append((state, new_docs))
@@ -173,3 +178,9 @@ def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]]
     index.store.replace_files(removed, added)
     counts["documents"] += len(docs)
     counts["chunks"] += pos
+
+
+def _content_tokens(tokens: TokenEmbeddings) -> ChunkTokens:
+    """The tokens worth keeping for late interaction: letters, digits and marks only."""
+    keep = content_mask(tokens.text, tokens.offsets, tokens.special)
+    return ChunkTokens(tokens.offsets[keep], tokens.vectors[keep])

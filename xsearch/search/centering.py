@@ -26,10 +26,8 @@ def center(vectors: np.ndarray, langs: Sequence[str], means: LanguageMeans, *, s
     out = np.asarray(vectors, dtype=np.float32).copy()
     if means.total == 0 or len(out) == 0:
         return out
-    cache: dict[str, np.ndarray] = {}
-    for i, lang in enumerate(langs):
-        if lang not in cache:
-            cache[lang] = means.mean(lang, shrink=shrink).astype(np.float32)
-        out[i] -= cache[lang]
+    codes = np.asarray(langs, dtype=object)
+    for lang in set(langs):
+        out[codes == lang] -= means.mean(lang, shrink=shrink).astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)

@@ -17,15 +17,22 @@ import numpy as np
 from ..ann import AnnIndex
 from ..store.db import LanguageMeans, Store
 from ..types import Hit
-from .centering import center
+from .centering import SHRINK, center
 from .fusion import rrf
+from .rerank import centre, content_mask, fuse, highlight_spans, maxsim_packed
 
 if TYPE_CHECKING:
-    from ..embed.encoder import Encoder
+    from ..embed.encoder import Encoder, TokenEmbeddings
 
 SCORINGS = ("centered", "plain")
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60
+RERANK_CANDIDATES = 100
+"""First-stage candidates reranked by late interaction."""
+RERANK_WEIGHT = 0.5
+"""Weight of the MaxSim score in the z-score fusion with the first-stage score."""
+HIGHLIGHT_THRESHOLD = 0.5
+"""Minimum cosine between (centred) query and passage tokens for a highlight."""
 MIN_CANDIDATES = 100
 """ANN candidates fetched per query before exact re-scoring (at least ``4 * k``)."""
 
@@ -89,19 +96,68 @@ def group_by_document(hits: Sequence[Hit], k: int, *, per_document: int = 3) -> 
     return [replace(g[0], more=tuple(g[1:per_document])) for g in best]
 
 
+def rerank(store: Store, ranked: Sequence[tuple[np.ndarray, np.ndarray]], query_tokens: Sequence[TokenEmbeddings],
+           query_langs: Sequence[str], k: int, *, weight: float = RERANK_WEIGHT, scoring: str = "centered",
+           threshold: float = HIGHLIGHT_THRESHOLD) -> list[tuple[np.ndarray, np.ndarray, dict[int, list]]]:
+    """Late interaction: re-rank each query's candidates by MaxSim over token vectors.
+
+    Token vectors of candidates come from the index's token store; with ``centered``
+    scoring both sides are centred on their language's mean token vector first. The MaxSim
+    score is z-score fused with the first-stage score (``weight`` on MaxSim). Returns, per
+    query, the top ``k`` (ids, fused scores, {chunk id: highlight spans}).
+    """
+    codec = store.token_codec()
+    if codec is None:
+        return [(ids[:k], scores[:k], {}) for ids, scores in ranked]
+    means = store.token_language_means() if scoring == "centered" else None
+    rows = store.token_rows(np.unique(np.concatenate([ids for ids, _ in ranked])) if ranked else [])
+    chunk_langs = store.chunk_langs(list(rows))
+    out = []
+    for (ids, scores), tokens, lang in zip(ranked, query_tokens, query_langs):
+        keep = content_mask(tokens.text, tokens.offsets, tokens.special)
+        if not keep.any():
+            keep = ~tokens.special
+        query = centre(tokens.vectors[keep], means.mean(lang, shrink=SHRINK) if means else None)
+        present = [i for i, cid in enumerate(ids) if int(cid) in rows]
+        if not present or not len(query):
+            out.append((ids[:k], scores[:k], {}))
+            continue
+        cids = [int(ids[i]) for i in present]
+        counts = [rows[c][1] for c in cids]
+        doc_tokens = codec.decode_concat([rows[c][2] for c in cids], counts)
+        if means is not None:
+            row_langs = [chunk_langs.get(c, "") for c, n in zip(cids, counts) for _ in range(n)]
+            doc_tokens = center(doc_tokens, row_langs, means)
+        late = maxsim_packed(query, doc_tokens, counts)
+        fused = fuse(scores[present], late, weight)
+        order = np.argsort(-fused, kind="stable")[:k]
+        starts = np.concatenate(([0], np.cumsum(counts)))
+        spans = {}
+        for j in order:
+            segment = doc_tokens[starts[j] : starts[j + 1]]
+            spans[cids[j]] = highlight_spans(query, None, segment, rows[cids[j]][0], threshold=threshold) if len(segment) else []
+        out.append((np.array([cids[j] for j in order], dtype=np.int64), fused[order], spans))
+    return out
+
+
 def run_search(store: Store, ann: AnnIndex | None, encoder: Encoder | None, queries: list[str], k: int, *,
-               mode: str, scoring: str, langs: Sequence[str] | None, query_lang: str | None) -> list[list[Hit]]:
-    """The first stage for a batch of queries in ``mode``; hits carry lexical highlights."""
+               mode: str, scoring: str, langs: Sequence[str] | None, query_lang: str | None,
+               rerank_candidates: int = 0) -> list[list[Hit]]:
+    """The whole query path for a batch of queries: first stage in ``mode``, then (when
+    ``rerank_candidates`` > 0 and the index keeps token vectors) late-interaction reranking
+    of that many candidates; hits carry highlights from token alignment and lexical matches."""
     from ..ingest import detect_languages
     from ..store.lexical import lexical_search, lexical_spans
 
-    n_fetch = k if mode != "hybrid" else max(k, MIN_CANDIDATES)
+    reranking = rerank_candidates > 0 and mode != "lexical" and store.token_codec() is not None
+    n_fetch = max(k, rerank_candidates) if reranking else (k if mode != "hybrid" else max(k, MIN_CANDIDATES))
     dense: list[tuple[np.ndarray, np.ndarray]] = []
     lexical: list[tuple[np.ndarray, np.ndarray]] = []
+    query_langs = [query_lang] * len(queries) if query_lang else detect_languages(queries)
+    query_tokens: list[TokenEmbeddings] = []
     if mode in ("dense", "hybrid"):
         assert encoder is not None
-        vectors = encoder.encode_queries(queries)
-        query_langs = [query_lang] * len(queries) if query_lang else detect_languages(queries)
+        vectors, query_tokens = encoder.embed(queries, kind="query", tokens=reranking)
         dense = dense_candidates(store, ann, vectors, query_langs, n_fetch, scoring=scoring, langs=langs)
     if mode in ("lexical", "hybrid"):
         allowed = store.chunk_ids_where_lang(langs) if langs else None
@@ -113,11 +169,33 @@ def run_search(store: Store, ann: AnnIndex | None, encoder: Encoder | None, quer
     else:
         ranked = []
         for (d_ids, _), (l_ids, _) in zip(dense, lexical):
-            fused = rrf([d_ids.tolist(), l_ids.tolist()], k=RRF_K)[:k]
+            fused = rrf([d_ids.tolist(), l_ids.tolist()], k=RRF_K)[:n_fetch]
             ranked.append((np.array([i for i, _ in fused], dtype=np.int64),
                            np.array([s for _, s in fused], dtype=np.float32)))
-    results = to_hits(store, ranked)
-    if mode == "dense":
-        return results
-    return [[replace(hit, highlights=tuple(lexical_spans(hit.text, query))) for hit in hits]
-            for query, hits in zip(queries, results)]
+    spans: list[dict[int, list]] = [{} for _ in queries]
+    if reranking:
+        reranked = rerank(store, ranked, query_tokens, query_langs, k, scoring=scoring)
+        ranked = [(ids, scores) for ids, scores, _ in reranked]
+        spans = [s for _, _, s in reranked]
+    results = to_hits(store, [(ids[:k], scores[:k]) for ids, scores in ranked])
+    out = []
+    for query, hits, token_spans in zip(queries, results, spans):
+        with_spans = []
+        for hit in hits:
+            found = list(token_spans.get(hit.chunk_id, []))
+            if mode != "dense":
+                found += lexical_spans(hit.text, query)
+            with_spans.append(replace(hit, highlights=tuple(merge_spans(found))) if found else hit)
+        out.append(with_spans)
+    return out
+
+
+def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint spans covering the same characters as ``spans``."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(a), int(b)) for a, b in spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

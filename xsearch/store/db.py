@@ -21,6 +21,10 @@ import sqlite_utils
 from ..errors import IndexCorruptError
 from ..types import Chunk, Document
 from .lexical import ensure_lexical
+from .tokens import NotEnoughTokensError, TokenCodec
+
+TOKEN_CODEC = "pq"
+"""How token vectors are stored unless the index settings say otherwise (see store/tokens.py)."""
 
 DB_NAME = "xsearch.db"
 SCHEMA_VERSION = 1
@@ -52,6 +56,12 @@ CREATE TABLE IF NOT EXISTS vectors (
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE, vec BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS lang_stats (lang TEXT PRIMARY KEY, n INTEGER NOT NULL, sum BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS token_vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    n INTEGER NOT NULL, offsets BLOB NOT NULL, codes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token_lang_stats (lang TEXT PRIMARY KEY, n INTEGER NOT NULL, sum BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen);
 """
@@ -126,12 +136,23 @@ class StoredVectors:
 
 
 @dataclass(frozen=True)
+class ChunkTokens:
+    """The token vectors of one chunk kept for reranking: spans into the chunk text and vectors."""
+
+    offsets: np.ndarray
+    """``(n, 2)`` int32 character spans in the chunk's text."""
+    vectors: np.ndarray
+    """``(n, d)`` float32 raw token vectors."""
+
+
+@dataclass(frozen=True)
 class NewDocument:
-    """A document ready to store: its chunks and one vector per chunk."""
+    """A document ready to store: its chunks, one vector per chunk, and optionally token vectors."""
 
     document: Document
     chunks: Sequence[Chunk]
     vectors: np.ndarray
+    tokens: Sequence[ChunkTokens] | None = None
 
 
 class Store:
@@ -139,6 +160,7 @@ class Store:
 
     def __init__(self, directory: Path, *, create: bool = False) -> None:
         path = directory / DB_NAME
+        self._codec: TokenCodec | None = None
         if not create and not path.is_file():
             raise IndexCorruptError(f"{directory} has no {DB_NAME}")
         try:
@@ -147,7 +169,7 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             self.db = sqlite_utils.Database(conn)
-            if create:
+            if create or (self._has_table("chunks") and not self._has_table("token_vectors")):
                 conn.executescript(_SCHEMA)
             if create or self._has_table("chunks"):
                 ensure_lexical(conn)
@@ -214,19 +236,25 @@ class Store:
         try:
             gen = self.generation + 1
             paths = list(removed) + [state.path for state, _ in added]
-            sums, counts = self._lang_sums()
-            self._subtract_files(paths, sums, counts)
+            sums, counts = self._lang_sums("lang_stats")
+            token_sums, token_counts = self._lang_sums("token_lang_stats")
+            self._subtract_files(paths, sums, counts, token_sums, token_counts)
             self._tombstone_files(paths, gen)
+            codec = self._codec_for(added)
             for state, docs in added:
                 conn.execute(
                     "INSERT INTO files (path, hash, mtime, size, indexed_gen) VALUES (?, ?, ?, ?, ?)",
                     (state.path, state.hash, state.mtime, state.size, gen),
                 )
                 for new in docs:
-                    self._insert_document(new, gen)
-                    _accumulate(sums, counts, np.asarray(new.vectors, dtype=np.float16).astype(np.float64),
-                                [c.lang for c in new.chunks], 1)
-            self._write_lang_sums(sums, counts)
+                    self._insert_document(new, gen, codec)
+                    langs = [c.lang for c in new.chunks]
+                    _accumulate(sums, counts, np.asarray(new.vectors, dtype=np.float16).astype(np.float64), langs, 1)
+                    for lang, tokens in zip(langs, new.tokens or ()):
+                        _accumulate(token_sums, token_counts, tokens.vectors.astype(np.float64),
+                                    [lang] * len(tokens.vectors), 1)
+            self._write_lang_sums("lang_stats", sums, counts)
+            self._write_lang_sums("token_lang_stats", token_sums, token_counts)
             conn.execute("UPDATE settings SET value = ? WHERE key = 'generation'", (json.dumps(gen),))
             conn.execute("COMMIT")
         except BaseException:
@@ -234,33 +262,84 @@ class Store:
             raise
         return gen
 
-    def _lang_sums(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    def _lang_sums(self, table: str) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         sums, counts = {}, {}
-        for lang, n, blob in self.db.execute("SELECT lang, n, sum FROM lang_stats"):
+        for lang, n, blob in self.db.execute(f"SELECT lang, n, sum FROM {table}"):
             sums[lang], counts[lang] = np.frombuffer(blob, dtype=np.float64).copy(), n
         return sums, counts
 
-    def _write_lang_sums(self, sums: dict[str, np.ndarray], counts: dict[str, int]) -> None:
+    def _write_lang_sums(self, table: str, sums: dict[str, np.ndarray], counts: dict[str, int]) -> None:
         conn = self.db.conn
-        conn.execute("DELETE FROM lang_stats")
-        conn.executemany("INSERT INTO lang_stats (lang, n, sum) VALUES (?, ?, ?)",
+        conn.execute(f"DELETE FROM {table}")
+        conn.executemany(f"INSERT INTO {table} (lang, n, sum) VALUES (?, ?, ?)",
                          [(lang, counts[lang], sums[lang].tobytes()) for lang in sums])
 
-    def _subtract_files(self, paths: Sequence[str], sums: dict[str, np.ndarray], counts: dict[str, int]) -> None:
+    def _subtract_files(self, paths: Sequence[str], sums: dict[str, np.ndarray], counts: dict[str, int],
+                        token_sums: dict[str, np.ndarray], token_counts: dict[str, int]) -> None:
+        codec = self.token_codec()
         for start in range(0, len(paths), 500):
             part = paths[start : start + 500]
             marks = ",".join("?" * len(part))
             rows = self.db.execute(
-                "SELECT c.lang, v.vec FROM chunks c JOIN documents d ON d.id = c.doc_id "
-                f"JOIN vectors v ON v.chunk_id = c.id WHERE d.path IN ({marks})", part).fetchall()
-            if rows:
-                vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
-                _accumulate(sums, counts, vectors.astype(np.float64), [r[0] for r in rows], -1)
+                "SELECT c.lang, v.vec, t.n, t.codes FROM chunks c JOIN documents d ON d.id = c.doc_id "
+                "JOIN vectors v ON v.chunk_id = c.id LEFT JOIN token_vectors t ON t.chunk_id = c.id "
+                f"WHERE d.path IN ({marks})", part).fetchall()
+            if not rows:
+                continue
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+            _accumulate(sums, counts, vectors.astype(np.float64), [r[0] for r in rows], -1)
+            with_tokens = [r for r in rows if r[3] is not None]
+            if codec is not None and with_tokens:
+                decoded = codec.decode_concat([r[3] for r in with_tokens], [r[2] for r in with_tokens])
+                langs = [r[0] for r in with_tokens for _ in range(r[2])]
+                _accumulate(token_sums, token_counts, decoded.astype(np.float64), langs, -1)
 
     def language_means(self) -> LanguageMeans:
         """Per-language sums and counts of the stored chunk vectors."""
-        sums, counts = self._lang_sums()
-        return LanguageMeans(sums, counts)
+        return LanguageMeans(*self._lang_sums("lang_stats"))
+
+    def token_language_means(self) -> LanguageMeans:
+        """Per-language sums and counts of the stored token vectors (as stored, i.e. decoded)."""
+        return LanguageMeans(*self._lang_sums("token_lang_stats"))
+
+    # token vectors --------------------------------------------------------
+    def token_codec(self) -> TokenCodec | None:
+        """The codec the token vectors are stored with, or None before any were stored."""
+        if self._codec is None:
+            row = self.db.execute("SELECT value FROM blobs WHERE key = 'token_codec'").fetchone()
+            if row is not None:
+                self._codec = TokenCodec.from_bytes(row[0])
+        return self._codec
+
+    def _codec_for(self, added: Sequence[tuple[FileState, Sequence[NewDocument]]]) -> TokenCodec | None:
+        """The index's codec, trained on the first token vectors ever stored."""
+        codec = self.token_codec()
+        if codec is not None:
+            return codec
+        sample = [t.vectors for _, docs in added for new in docs for t in (new.tokens or ())]
+        if not sample:
+            return None
+        vectors = np.concatenate(sample).astype(np.float32)
+        kind = self.get_setting("token_codec", TOKEN_CODEC)
+        try:
+            codec = TokenCodec.train(vectors, kind)
+        except NotEnoughTokensError:
+            codec = TokenCodec.train(vectors, "fp16")
+        self.db.conn.execute("INSERT INTO blobs (key, value) VALUES ('token_codec', ?)", (codec.to_bytes(),))
+        self._codec = codec
+        return codec
+
+    def token_rows(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, int, bytes]]:
+        """Stored token data by chunk id: ``(offsets (n, 2), n, codes)``."""
+        out: dict[int, tuple[np.ndarray, int, bytes]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for cid, n, offsets, codes in self.db.execute(
+                    f"SELECT chunk_id, n, offsets, codes FROM token_vectors WHERE chunk_id IN ({marks})", part):
+                out[cid] = (np.frombuffer(offsets, dtype=np.int32).reshape(-1, 2), n, codes)
+        return out
 
     def _tombstone_files(self, paths: Sequence[str], gen: int) -> None:
         conn = self.db.conn
@@ -274,7 +353,7 @@ class Store:
             )
             conn.execute(f"DELETE FROM files WHERE path IN ({marks})", part)
 
-    def _insert_document(self, new: NewDocument, gen: int) -> None:
+    def _insert_document(self, new: NewDocument, gen: int, codec: TokenCodec | None) -> None:
         conn = self.db.conn
         doc = new.document
         cur = conn.execute(
@@ -289,6 +368,13 @@ class Store:
                 (doc_id, ordinal, chunk.text, chunk.start, chunk.end, chunk.lang, chunk.n_tokens, gen),
             )
             conn.execute("INSERT INTO vectors (chunk_id, vec) VALUES (?, ?)", (cur.lastrowid, vec.tobytes()))
+            if new.tokens is not None and codec is not None:
+                tokens = new.tokens[ordinal]
+                conn.execute(
+                    "INSERT INTO token_vectors (chunk_id, n, offsets, codes) VALUES (?, ?, ?, ?)",
+                    (cur.lastrowid, len(tokens.vectors), np.asarray(tokens.offsets, dtype=np.int32).tobytes(),
+                     codec.encode(tokens.vectors)),
+                )
 
     def prune_tombstones(self, upto_gen: int) -> None:
         """Forget tombstones that every saved vector index has already applied."""
@@ -349,6 +435,16 @@ class Store:
             )
             for r in rows:
                 out[r[0]] = ChunkRow(*r[:10], metadata=json.loads(r[10]))
+        return out
+
+    def chunk_langs(self, ids: Sequence[int]) -> dict[int, str]:
+        """Language of each chunk id."""
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            out.update(self.db.execute(f"SELECT id, lang FROM chunks WHERE id IN ({marks})", part).fetchall())
         return out
 
     def chunk_ids_where_lang(self, langs: Sequence[str]) -> np.ndarray:

@@ -1,0 +1,147 @@
+"""The query engine: language centring, token store, late-interaction rerank, hybrid, highlights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, run_cli
+from xsearch import Index
+from xsearch.search.centering import center
+from xsearch.store.db import LanguageMeans
+
+
+def _topic(hit) -> str:
+    return hit.metadata.get("topic") or Path(hit.path).relative_to(SAMPLE.resolve()).parts[0]
+
+
+def test_centering_removes_a_language_offset() -> None:
+    rng = np.random.default_rng(0)
+    topics = rng.normal(size=(3, 16))
+    offsets = {"de": rng.normal(size=16) * 3, "ja": rng.normal(size=16) * 3}
+    vectors, langs = [], []
+    for lang, offset in offsets.items():
+        for t in range(3):
+            for _ in range(20):
+                vectors.append(topics[t] + offset + rng.normal(scale=0.1, size=16))
+                langs.append(lang)
+    vectors = np.array(vectors)
+    sums = {lang: vectors[[i for i, l in enumerate(langs) if l == lang]].sum(0) for lang in offsets}
+    means = LanguageMeans(sums, {lang: langs.count(lang) for lang in offsets})
+    centred = center(vectors, langs, means, shrink=0.0)
+    assert np.allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
+    plain = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    # a German vector's nearest Japanese neighbour shares its topic only after centring
+    de, ja = slice(0, 60), slice(60, 120)
+    topic = np.repeat(np.arange(3), 20)
+    assert (np.argmax(centred[de] @ centred[ja].T, axis=1) // 20 == topic).all()
+    assert (centred[de] @ centred[ja].T).max() > (centred[de] @ centred[de].T - 2 * np.eye(60)).min()
+    assert means.mean("xx", shrink=8.0) is not None and np.allclose(means.mean("xx", shrink=8.0), vectors.mean(0))
+    assert plain.shape == centred.shape
+
+
+def _recomputed_sums(index: Index) -> dict[str, tuple[int, np.ndarray]]:
+    stored = index.store.all_vectors()
+    out = {}
+    for lang in set(stored.langs):
+        rows = [i for i, l in enumerate(stored.langs) if l == lang]
+        out[lang] = (len(rows), stored.vectors[rows].astype(np.float64).sum(0))
+    return out
+
+
+def test_language_sums_and_token_store_follow_writes(sample_copy: Path, tmp_path: Path, encoder) -> None:
+    with Index.create(tmp_path / "idx", encoder=encoder) as index:
+        index.add_paths([sample_copy])
+        shutil.rmtree(sample_copy / "vaccines")
+        index.add_paths([sample_copy])
+        means = index.store.language_means()
+        for lang, (n, total) in _recomputed_sums(index).items():
+            assert means.counts[lang] == n
+            np.testing.assert_allclose(means.sums[lang], total, atol=1e-2)
+        chunks = index.store.counts()["chunks"]
+        rows = index.store.token_rows(index.store.all_vectors().ids)
+        assert len(rows) == chunks
+        codec = index.store.token_codec()
+        assert codec.kind == "pq" and codec.bytes_per_token == 48
+        token_means = index.store.token_language_means()
+        assert sum(token_means.counts.values()) == sum(n for _, n, _ in rows.values())
+        texts = index.store.chunk_rows(list(rows))
+        for cid, (offsets, n, codes) in list(rows.items())[:20]:
+            assert len(codes) == 48 * n and offsets.shape == (n, 2)
+            text = texts[cid].text
+            assert all(0 <= s < e <= len(text) and not text[s].isspace() for s, e in offsets)
+
+
+def test_rerank_keeps_topic_and_gives_exact_highlights(sample_index: Index) -> None:
+    query = "How do plants turn sunlight into chemical energy?"
+    plain = sample_index.search(query, k=8, rerank=False)
+    reranked = sample_index.search(query, k=8)
+    assert len(plain) == len(reranked) == 8
+    assert all(_topic(h) == "photosynthesis" for h in reranked[:6])
+    assert len({h.lang for h in reranked[:6]}) >= 4
+    assert any(h.highlights for h in reranked)
+    for hit in reranked:
+        for start, end in hit.highlights:
+            piece = hit.text[start:end]
+            assert 0 <= start < end <= len(hit.text) and piece.strip() == piece and piece
+    words = {hit.text[s:e].lower() for hit in reranked for s, e in hit.highlights}
+    assert words & {"light", "energy", "plants", "sunlight", "chemical", "licht", "energie", "pflanzen"}
+
+
+def test_centered_scoring_ranks_translations_higher(sample_index: Index) -> None:
+    query = "wie wandeln Pflanzen Licht in Energie um?"
+    def other_langs(hits):
+        return len({h.lang for h in hits if _topic(h) == "photosynthesis"} - {"de"})
+    plain = sample_index.search(query, k=6, scoring="plain", rerank=False)
+    centred = sample_index.search(query, k=6, scoring="centered", rerank=False)
+    assert other_langs(centred) >= other_langs(plain)
+    assert all(_topic(h) == "photosynthesis" for h in centred)
+
+
+def test_lexical_and_hybrid_find_exact_codes(sample_index: Index) -> None:
+    for mode in ("lexical", "hybrid"):
+        top = sample_index.search("C6H12O6", k=3, mode=mode)[0]
+        assert Path(top.path).name == "en.md" and _topic(top) == "photosynthesis"
+        assert any(top.text[s:e] == "C6H12O6" for s, e in top.highlights)
+    hits = sample_index.search("光合成", k=3, mode="lexical")
+    assert hits and all(h.lang == "ja" for h in hits)
+    assert all("光合成" in h.text for h in hits)
+
+
+def test_group_by_document_returns_each_document_once(sample_index: Index) -> None:
+    hits = sample_index.search("photosynthesis chlorophyll", k=5, group_by="document")
+    keys = [(h.path, h.record) for h in hits]
+    assert len(hits) == 5 and len(set(keys)) == 5
+    for hit in hits:
+        assert all((m.path, m.record) == (hit.path, hit.record) and m.score <= hit.score for m in hit.more)
+
+
+def test_filters_hold_in_every_mode(sample_index: Index) -> None:
+    for mode in ("dense", "lexical", "hybrid"):
+        hits = sample_index.search("Apollo Armstrong", k=2, mode=mode, langs=["de", "fr"])
+        assert hits and {h.lang for h in hits} <= {"de", "fr"}
+
+
+def test_cli_search_options_and_json_highlights(sample_copy: Path, tmp_path: Path) -> None:
+    index = tmp_path / "idx"
+    assert run_cli("index", str(sample_copy / "moon_landing"), "--index", str(index), "-q").returncode == 0
+    result = run_cli("search", "Armstrong", "--index", str(index), "--mode", "hybrid", "-k", "3", "--json")
+    hits = json.loads(result.stdout)
+    assert result.returncode == 0 and hits and all("highlights" in h for h in hits)
+    assert any(h["text"][s:e] == "Armstrong" for h in hits for s, e in h["highlights"])
+    result = run_cli("search", "first steps on the Moon", "--index", str(index), "--no-rerank", "--scoring", "plain",
+                     "--group-by", "document", "-k", "3", "--json")
+    hits = json.loads(result.stdout)
+    assert result.returncode == 0 and len({h["path"] for h in hits}) == len(hits) == 3
+    result = run_cli("search", "x", "--index", str(index), "--mode", "fuzzy")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_search_batch_shape_is_stable(sample_index: Index, mode: str) -> None:
+    results = sample_index.search_batch(["coffee", "vaccine", ""], k=2, mode=mode)
+    assert len(results) == 3 and all(isinstance(r, list) for r in results)

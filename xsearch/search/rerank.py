@@ -1,0 +1,204 @@
+"""Late-interaction reranking: MaxSim over token vectors, score fusion and highlights.
+
+Pure numpy functions with documented shapes; nothing here touches the store or the model.
+The query engine fetches the token vectors of the first-stage candidates, optionally
+centres them with :func:`centre` (the per-language mean token vector, the same correction
+the sentence vectors get), scores them with :func:`maxsim`, mixes that with the first-stage
+score through :func:`fuse`, and marks the matching words with :func:`highlight_spans`.
+
+Shapes: ``q`` query tokens, ``n`` document tokens, ``d`` the vector dimension.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "normalise", "centre", "content_mask", "maxsim", "maxsim_packed", "alignment", "highlight_spans", "zscore",
+    "fuse",
+]
+
+_EPS = 1e-12
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """``(n, d)`` -> ``(n, d)`` float32 rows scaled to unit length (all-zero rows stay zero)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, _EPS)
+
+
+def centre(vectors: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+    """``(n, d)`` minus a ``(d,)`` mean vector, then L2-normalised; just normalised when ``mean`` is None."""
+    x = np.asarray(vectors, dtype=np.float32)
+    return normalise(x if mean is None else x - np.asarray(mean, dtype=np.float32))
+
+
+def _is_content_char(ch: str) -> bool:
+    # letters, digits and combining marks (Indic vowel signs are marks, not letters)
+    return unicodedata.category(ch)[0] in "LNM"
+
+
+def content_mask(text: str, offsets: np.ndarray, special: np.ndarray | None = None) -> np.ndarray:
+    """``(n,)`` bool: True for tokens that stand for at least one letter, digit or mark.
+
+    False for special tokens, tokens with an empty span (a bare word-start marker) and
+    tokens that are only punctuation, symbols or space. ``offsets`` is ``(n, 2)``
+    character spans into ``text``; ``special`` an optional ``(n,)`` bool mask.
+    """
+    offsets = np.asarray(offsets).reshape(-1, 2)
+    keep = np.fromiter((any(_is_content_char(ch) for ch in text[s:e]) for s, e in offsets.tolist()),
+                       dtype=bool, count=len(offsets))
+    if special is not None:
+        keep &= ~np.asarray(special, dtype=bool)
+    return keep
+
+
+def maxsim(query: np.ndarray, docs: Sequence[np.ndarray], *, centres: np.ndarray | None = None,
+           groups: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """ColBERT MaxSim of one query against many documents.
+
+    Args:
+        query: ``(q, d)`` token vectors of the query (any scale; normalised here). Centre
+            them first (:func:`centre`) when the documents are centred.
+        docs: one ``(n_i, d)`` array of token vectors per document.
+        centres: optional ``(g, d)`` vectors to subtract from document tokens before they
+            are normalised (the per-language mean token vectors); the centred tokens are
+            never materialised.
+        groups: ``(len(docs),)`` row of ``centres`` for each document (its language);
+            required with ``centres``.
+
+    Returns:
+        ``(len(docs),)`` float32: for each document, the best cosine of every query token
+        over the document's tokens, averaged over the query tokens, so in ``[-1, 1]`` and
+        comparable across queries. A document with no tokens scores -1; a query with no
+        tokens gives all zeros.
+    """
+    counts = np.fromiter((len(doc) for doc in docs), dtype=np.int64, count=len(docs))
+    dim = np.shape(query)[-1]
+    tokens = np.concatenate(docs) if len(docs) else np.zeros((0, dim), dtype=np.float32)
+    return maxsim_packed(query, tokens, counts, centres=centres, groups=groups)
+
+
+def maxsim_packed(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] | np.ndarray, *,
+                  centres: np.ndarray | None = None, groups: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """:func:`maxsim` over documents packed end to end, as :meth:`TokenCodec.decode_concat` gives them.
+
+    Args:
+        query: ``(q, d)`` query token vectors.
+        tokens: ``(sum(counts), d)`` document token vectors, document after document.
+        counts: ``(n_docs,)`` tokens per document (zeros allowed).
+        centres, groups: as in :func:`maxsim`.
+
+    Returns:
+        ``(n_docs,)`` float32 scores, as :func:`maxsim`.
+
+    The cosines come from one ``(q + g, d) x (d, n)`` product and the token norms, using
+    ``q.(x - c) = q.x - q.c`` and ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``: the tokens are read
+    twice and never copied, which is what keeps 100 candidates well under 10 ms.
+    """
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    x = np.asarray(tokens, dtype=np.float32)
+    if counts.sum() != len(x):
+        raise ValueError(f"counts add up to {counts.sum()} tokens, but {len(x)} were given")
+    if (centres is None) != (groups is None):
+        raise ValueError("centres and groups go together")
+    scores = np.full(len(counts), -1.0, dtype=np.float32)
+    q = normalise(query)
+    if len(q) == 0:
+        return np.zeros(len(counts), dtype=np.float32)
+    nonempty = np.flatnonzero(counts)
+    if nonempty.size == 0:
+        return scores
+    squares = np.einsum("nd,nd->n", x, x)
+    if centres is None:
+        dots = q @ x.T  # (q, n)
+    else:
+        c = np.asarray(centres, dtype=np.float32).reshape(-1, x.shape[1])
+        token_group = np.repeat(np.asarray(groups, dtype=np.int64), counts)
+        both = np.concatenate([q, c]) @ x.T  # (q + g, n): q.x and c.x
+        dots = both[: len(q)] - (q @ c.T)[:, token_group]
+        squares += np.einsum("gd,gd->g", c, c)[token_group] - 2 * both[len(q) + token_group, np.arange(len(x))]
+    sims = dots / np.sqrt(np.maximum(squares, _EPS**2))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+    best = np.maximum.reduceat(sims, starts, axis=1)  # (q, documents with tokens)
+    scores[nonempty] = best.mean(axis=0)
+    return scores
+
+
+def alignment(query: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query token, the document token it matches best.
+
+    Args:
+        query: ``(q, d)`` token vectors; doc: ``(n, d)`` token vectors, ``n >= 1``.
+
+    Returns:
+        ``(best, sim)``: ``(q,)`` int64 index into ``doc`` and ``(q,)`` float32 cosine.
+    """
+    if len(doc) == 0:
+        raise ValueError("alignment needs a document with at least one token")
+    sims = normalise(query) @ normalise(doc).T
+    best = sims.argmax(axis=1) if len(query) else np.zeros(0, dtype=np.int64)
+    return best.astype(np.int64), sims[np.arange(len(best)), best].astype(np.float32)
+
+
+def highlight_spans(query_vecs: np.ndarray, query_keep_mask: np.ndarray | None, doc_vecs: np.ndarray,
+                    doc_offsets: np.ndarray, *, threshold: float) -> list[tuple[int, int]]:
+    """Character spans of the document that match some query token.
+
+    A document token is highlighted when it is the best match (cosine, see :func:`alignment`)
+    of a kept query token with similarity ``>= threshold``. Only document tokens with a
+    non-empty span can be matched (special tokens and bare word-start markers are skipped,
+    so they never take a query token's best match). Spans that overlap or touch
+    (``end == start``) are merged.
+
+    Args:
+        query_vecs: ``(q, d)`` query token vectors (centred the same way as ``doc_vecs``).
+        query_keep_mask: ``(q,)`` bool, False for query tokens that must not highlight
+            anything (specials, punctuation; see :func:`content_mask`); None keeps all.
+        doc_vecs: ``(n, d)`` document token vectors.
+        doc_offsets: ``(n, 2)`` character spans of the document tokens.
+        threshold: minimum cosine for a match.
+
+    Returns:
+        Sorted, disjoint ``(start, end)`` pairs.
+    """
+    offsets = np.asarray(doc_offsets).reshape(-1, 2)
+    candidates = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
+    query = np.asarray(query_vecs)
+    if query_keep_mask is not None:
+        query = query[np.asarray(query_keep_mask, dtype=bool)]
+    if candidates.size == 0 or len(query) == 0:
+        return []
+    best, sim = alignment(query, np.asarray(doc_vecs)[candidates])
+    hits = candidates[np.unique(best[sim >= threshold])]
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(map(tuple, offsets[hits].tolist())):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def zscore(scores: np.ndarray) -> np.ndarray:
+    """``(n,)`` scores -> ``(n,)`` standard scores over the list (zeros when all are equal)."""
+    x = np.asarray(scores, dtype=np.float64)
+    if x.size == 0:
+        return x.astype(np.float32)
+    std = x.std()
+    return ((x - x.mean()) / std if std > _EPS else np.zeros_like(x)).astype(np.float32)
+
+
+def fuse(first_stage: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 - weight) * z(first_stage) + weight * z(rerank)`` over one query's candidates.
+
+    ``weight`` 0 keeps the first-stage order, 1 ranks by the rerank score alone. Both
+    inputs are ``(n,)``; the result is ``(n,)`` float32 (higher is better).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
+    return ((1.0 - weight) * zscore(first_stage) + weight * zscore(rerank)).astype(np.float32)
