@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from xsearch.errors import IndexCorruptError, UsageError
-from xsearch.search.rerank import (alignment, centre, content_mask, fuse, highlight_spans, maxsim, maxsim_packed,
-                                   zscore)
+from xsearch.search.rerank import (
+    alignment,
+    centre,
+    content_mask,
+    fuse,
+    highlight_spans,
+    maxsim,
+    maxsim_packed,
+    zscore,
+)
 from xsearch.store.tokens import MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec
 
 

@@ -145,3 +145,20 @@ def test_cli_search_options_and_json_highlights(sample_copy: Path, tmp_path: Pat
 def test_search_batch_shape_is_stable(sample_index: Index, mode: str) -> None:
     results = sample_index.search_batch(["coffee", "vaccine", ""], k=2, mode=mode)
     assert len(results) == 3 and all(isinstance(r, list) for r in results)
+
+
+def test_bitext_scorings_demote_hubs_and_language_offsets() -> None:
+    from xsearch.evaluate import bitext_accuracy
+    from xsearch.search.centering import csls
+
+    rng = np.random.default_rng(1)
+    meaning = rng.normal(size=(40, 32))
+    source = meaning + rng.normal(scale=0.6, size=(40, 32)) + 4 * rng.normal(size=32)
+    target = meaning + rng.normal(scale=0.6, size=(40, 32)) + 4 * rng.normal(size=32)
+    target[0] = meaning.mean(axis=0) * 3 + target.mean(axis=0)  # a hub: close to every source
+    plain = bitext_accuracy(source, target, "plain")
+    centred = bitext_accuracy(source, target, "centered")
+    margin = bitext_accuracy(source, target, "csls")
+    assert centred > plain and margin >= centred
+    sims = np.array([[0.9, 0.8], [0.85, 0.1]])
+    np.testing.assert_allclose(csls(sims, k=1), 2 * sims - np.array([[0.9], [0.85]]) - np.array([[0.9, 0.8]]))

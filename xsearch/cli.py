@@ -368,9 +368,11 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
 @eval_group.command("tatoeba")
 @click.argument("directory", type=click.Path())
 @click.option("--lang", "langs", metavar="CODES", help="Only these languages, e.g. deu,fra [default: every pair].")
+@click.option("--scoring", type=click.Choice(["plain", "centered", "csls"]), default="plain", show_default=True,
+              help="Cosine, cosine of language-centred vectors, or centred + CSLS margin.")
 @model_option
 @json_option
-def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_json: bool) -> None:
+def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str | None, as_json: bool) -> None:
     """Score translation retrieval into English on Tatoeba.
 
     For every tatoeba.xx-eng.xx / tatoeba.xx-eng.eng pair in DIRECTORY: the percentage of xx
@@ -382,7 +384,7 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, model: str | None, as_js
     load_tatoeba(directory, languages=languages)  # bad folder or language: fail before loading the model
     encoder = _eval_encoder(model)
     with _eval_progress(_stderr()) as progress:
-        result = evaluate_tatoeba(directory, encoder=encoder, languages=languages, progress=progress)
+        result = evaluate_tatoeba(directory, encoder=encoder, languages=languages, scoring=scoring, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return

@@ -415,20 +415,38 @@ def _lines(path: Path) -> list[str]:
     return lines[:-1] if lines and not lines[-1] else lines
 
 
-def bitext_accuracy(source_vectors: np.ndarray, target_vectors: np.ndarray) -> float:
-    """Percent of rows ``i`` of ``source_vectors`` whose nearest target by cosine is row ``i``."""
+BITEXT_SCORINGS = ("plain", "centered", "csls")
+
+
+def bitext_accuracy(source_vectors: np.ndarray, target_vectors: np.ndarray, scoring: str = "plain") -> float:
+    """Percent of rows ``i`` of ``source_vectors`` whose best target is row ``i``.
+
+    ``plain`` is cosine; ``centered`` subtracts each side's mean vector first (each side is
+    one language, see :mod:`xsearch.search.centering`); ``csls`` adds CSLS margin scoring to
+    the centred cosines.
+    """
     import numpy as np
+
+    from .search.centering import csls
 
     def unit(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    nearest = (unit(source_vectors) @ unit(target_vectors).T).argmax(axis=1)
+    if scoring not in BITEXT_SCORINGS:
+        raise UsageError(f"unknown scoring {scoring!r}; choose one of {', '.join(BITEXT_SCORINGS)}")
+    source, target = unit(source_vectors), unit(target_vectors)
+    if scoring != "plain":
+        source, target = unit(source - source.mean(axis=0)), unit(target - target.mean(axis=0))
+    similarities = source @ target.T
+    if scoring == "csls":
+        similarities = csls(similarities)
+    nearest = similarities.argmax(axis=1)
     return float((nearest == np.arange(len(nearest))).mean() * 100)
 
 
 def evaluate_tatoeba(directory: str | os.PathLike[str], *, encoder: Encoder | None = None,
-                     languages: Sequence[str] | None = None,
+                     languages: Sequence[str] | None = None, scoring: str = "plain",
                      progress: ProgressCallback | None = None) -> TatoebaResult:
     """Accuracy@1 of xx -> English nearest-neighbour retrieval for each pair in ``directory``.
 
@@ -443,7 +461,7 @@ def evaluate_tatoeba(directory: str | os.PathLike[str], *, encoder: Encoder | No
     for n, (code, (source, english)) in enumerate(pairs.items()):
         if progress is not None:
             progress(EvalProgress("encode", n, len(pairs), code))
-        accuracies[code] = bitext_accuracy(encoder.encode_queries(source), encoder.encode_queries(english))
+        accuracies[code] = bitext_accuracy(encoder.encode_queries(source), encoder.encode_queries(english), scoring)
     if progress is not None:
         progress(EvalProgress("encode", len(pairs), len(pairs)))
     return TatoebaResult(

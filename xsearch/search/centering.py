@@ -31,3 +31,19 @@ def center(vectors: np.ndarray, langs: Sequence[str], means: LanguageMeans, *, s
         out[codes == lang] -= means.mean(lang, shrink=shrink).astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
+
+
+CSLS_K = 3
+"""Neighbourhood size of cross-domain similarity local scaling (chosen on Tatoeba)."""
+
+
+def csls(similarities: np.ndarray, k: int = CSLS_K) -> np.ndarray:
+    """Cross-domain similarity local scaling (Conneau et al. 2018) of an ``(n, m)`` cosine matrix.
+
+    ``2 cos(x, y) - r(x) - r(y)``, where ``r`` is a vector's mean cosine to its ``k`` nearest
+    neighbours on the other side: it demotes "hub" vectors that are close to everything.
+    """
+    k_rows, k_cols = min(k, similarities.shape[1]), min(k, similarities.shape[0])
+    r_rows = np.sort(similarities, axis=1)[:, -k_rows:].mean(axis=1)
+    r_cols = np.sort(similarities, axis=0)[-k_cols:, :].mean(axis=0)
+    return 2 * similarities - r_rows[:, None] - r_cols[None, :]

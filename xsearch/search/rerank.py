@@ -1,10 +1,15 @@
 """Late-interaction reranking: MaxSim over token vectors, score fusion and highlights.
 
 Pure numpy functions with documented shapes; nothing here touches the store or the model.
-The query engine fetches the token vectors of the first-stage candidates, optionally
-centres them with :func:`centre` (the per-language mean token vector, the same correction
-the sentence vectors get), scores them with :func:`maxsim`, mixes that with the first-stage
-score through :func:`fuse`, and marks the matching words with :func:`highlight_spans`.
+The query engine fetches the token vectors of the first-stage candidates, scores them with
+:func:`maxsim_packed` (or :func:`maxsim`) against the query's tokens, both corrected by the
+per-language mean token vector (``centres`` / ``groups`` for the documents, :func:`centre`
+for the query: the same correction the sentence vectors get), mixes that with the
+first-stage score through :func:`fuse`, and marks the matching words with
+:func:`highlight_spans`. :func:`content_mask` picks the tokens worth storing and matching.
+
+On bible-nt-7 (benchmarks/bench_rerank.py) MaxSim on centred content tokens of the top 100
+raised mAP@20 from 0.165 to 0.254 at fusion weight 0.75; on raw token vectors only to 0.212.
 
 Shapes: ``q`` query tokens, ``n`` document tokens, ``d`` the vector dimension.
 """
@@ -17,8 +22,15 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "normalise", "centre", "content_mask", "maxsim", "maxsim_packed", "alignment", "highlight_spans", "zscore",
+    "alignment",
+    "centre",
+    "content_mask",
     "fuse",
+    "highlight_spans",
+    "maxsim",
+    "maxsim_packed",
+    "normalise",
+    "zscore",
 ]
 
 _EPS = 1e-12

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import IndexCorruptError, UsageError, XsearchError
 
-__all__ = ["TokenCodec", "NotEnoughTokensError", "KINDS", "MIN_TRAIN_TOKENS"]
+__all__ = ["KINDS", "MIN_TRAIN_TOKENS", "NotEnoughTokensError", "TokenCodec"]
 
 KINDS = ("fp16", "pq", "ivfpq")
 MAGIC = b"XSTOKCDC"
@@ -225,6 +225,7 @@ def _corrupt(why: str) -> IndexCorruptError:
 
 
 def _faiss() -> Any:
-    from ..ann.faiss_index import _faiss as load  # one import policy for FAISS (threads, OpenMP wait)
+    # one import policy for FAISS (threads, OpenMP wait)
+    from ..ann.faiss_index import _faiss as load
 
     return load()
