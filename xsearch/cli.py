@@ -43,7 +43,8 @@ def _stderr() -> Console:
 def _stdout() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    # Piped output is for scripts and pagers: never break a line inside a path or a word.
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
 def _index_path(value: str | None) -> Path:
@@ -72,10 +73,12 @@ def _langs(value: str | None) -> list[str] | None:
 
 
 def _display_path(path: str) -> str:
+    """Relative to the working directory when the file lies under it, else as stored."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return path
+    return path if relative.startswith(os.pardir) else relative
 
 
 class XsearchGroup(click.Group):
@@ -275,7 +278,7 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
         line.append(_display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
         if hit.title:
             line.append(f"  {hit.title}", style="dim")
-        out.print(line)
+        out.print(line, soft_wrap=True)
         out.print(Text("    ").append_text(_snippet(hit.text, hit.highlights)))
         for more in hit.more:
             out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(_snippet(more.text, more.highlights, 120)))

@@ -25,6 +25,8 @@ from .tokens import NotEnoughTokensError, TokenCodec
 
 TOKEN_CODEC = "pq"
 """How token vectors are stored unless the index settings say otherwise (see store/tokens.py)."""
+TOKEN_DIMS_PER_CODE = 8
+"""Dimensions per one-byte PQ code: 384-d tokens take 48 bytes (fp16 when the split does not fit)."""
 
 DB_NAME = "xsearch.db"
 SCHEMA_VERSION = 1
@@ -321,8 +323,11 @@ class Store:
             return None
         vectors = np.concatenate(sample).astype(np.float32)
         kind = self.get_setting("token_codec", TOKEN_CODEC)
+        dim = vectors.shape[1]
         try:
-            codec = TokenCodec.train(vectors, kind)
+            if dim % TOKEN_DIMS_PER_CODE:
+                raise NotEnoughTokensError(f"no PQ split for {dim}-d token vectors")
+            codec = TokenCodec.train(vectors, kind, m=dim // TOKEN_DIMS_PER_CODE)
         except NotEnoughTokensError:
             codec = TokenCodec.train(vectors, "fp16")
         self.db.conn.execute("INSERT INTO blobs (key, value) VALUES ('token_codec', ?)", (codec.to_bytes(),))
