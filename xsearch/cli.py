@@ -20,10 +20,10 @@ import click
 
 from ._version import __version__
 from .errors import UsageError, XsearchError
+from .present import display_path, snippet
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
     from .embed.encoder import Encoder
     from .evaluate import EvalProgress
@@ -72,15 +72,6 @@ def _langs(value: str | None) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-def _display_path(path: str) -> str:
-    """Relative to the working directory when the file lies under it, else as stored."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith(os.pardir) else relative
-
-
 class XsearchGroup(click.Group):
     """Turns library errors into one line and an exit code, never a traceback."""
 
@@ -96,10 +87,21 @@ class XsearchGroup(click.Group):
             sys.exit(EXIT_INTERRUPTED)
 
 
-@click.group(cls=XsearchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=XsearchGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xsearch")
-def main() -> None:
-    """Multilingual semantic search: index a folder, then ask in any language."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Multilingual semantic search: index a folder, then ask in any language.
+
+    With no command, opens the terminal UI on the default index (in a terminal).
+    """
+    if ctx.invoked_subcommand is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            click.echo(ctx.get_help())
+            return
+        from .tui import run
+
+        run(_index_path(None))
 
 
 index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEARCH_INDEX",
@@ -183,7 +185,7 @@ def _print_report(index: Index, report: IndexReport, err: Console) -> None:
     if report.skipped:
         err.print(f"[yellow]skipped {len(report.skipped)} files:[/]")
         for item in report.skipped[:20]:
-            err.print(f"  {_display_path(item.path)}: {item.reason}", markup=False)
+            err.print(f"  {display_path(item.path)}: {item.reason}", markup=False)
         if len(report.skipped) > 20:
             err.print(f"  … and {len(report.skipped) - 20} more (see --json)")
 
@@ -231,39 +233,6 @@ def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | No
         _print_hits(out, hits)
 
 
-def _snippet(text: str, highlights: Sequence[tuple[int, int]] = (), width: int = 200) -> Text:
-    """One line of the passage around its first highlight, highlights in bold yellow."""
-    from rich.text import Text
-
-    start = max(0, highlights[0][0] - width // 4) if highlights else 0
-    end = min(len(text), start + width)
-    line = Text("…" if start else "")
-    line.append(text[start:end])
-    offset = len(line.plain) - (end - start)
-    for a, b in highlights:
-        if b > start and a < end:
-            line.stylize("bold yellow", offset + max(a, start) - start, offset + min(b, end) - start)
-    if end < len(text):
-        line.append("…")
-    return _one_line(line)
-
-
-def _one_line(text: Text) -> Text:
-    """``text`` with every run of whitespace shown as one space, styles kept."""
-    import re
-
-    from rich.text import Text
-
-    out = Text()
-    pos = 0
-    for m in re.finditer(r"\s+", text.plain):
-        out.append_text(text[pos : m.start()])
-        out.append(" ")
-        pos = m.end()
-    out.append_text(text[pos:])
-    return out
-
-
 def _print_hits(out: Console, hits: list[Hit]) -> None:
     from rich.text import Text
 
@@ -275,13 +244,22 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
         line.append(f"{rank:>2}. ", style="bold")
         line.append(f"{hit.score:.3f} ", style="cyan")
         line.append(f"[{hit.lang or 'und'}] ", style="magenta")
-        line.append(_display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
+        line.append(display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
         if hit.title:
             line.append(f"  {hit.title}", style="dim")
         out.print(line, soft_wrap=True)
-        out.print(Text("    ").append_text(_snippet(hit.text, hit.highlights)))
+        out.print(Text("    ").append_text(snippet(hit.text, hit.highlights)))
         for more in hit.more:
-            out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(_snippet(more.text, more.highlights, 120)))
+            out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(snippet(more.text, more.highlights, 120)))
+
+
+@main.command("tui")
+@index_option
+def tui_cmd(index_dir: str | None) -> None:
+    """Open the terminal UI: search as you type, preview passages, add folders."""
+    from .tui import run
+
+    run(_index_path(index_dir))
 
 
 @main.command("info")
@@ -431,6 +409,29 @@ def _eval_progress(err: Console) -> Iterator[Callable[[EvalProgress], None] | No
             bar.update(task, description=description, total=p.total or None, completed=p.done)
 
         yield update
+
+
+@main.command("serve")
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default answers this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+def serve_cmd(index_dir: str | None, host: str, port: int) -> None:
+    """Serve the index over HTTP: search, add and delete documents (API docs at /docs).
+
+    An index that does not exist yet is created empty; add documents with POST /documents.
+    """
+    from .index import Index
+    from .server import run
+
+    err = _stderr()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may search, add and delete "
+                  "documents (the API has no authentication)")
+    with Index.open_or_create(_index_path(index_dir)) as index:
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"serving {index.path} on http://{shown}:{port} (API docs at /docs)", markup=False)
+        run(index, host=host, port=port)
 
 
 def _register() -> None:

@@ -1,19 +1,27 @@
 """The facade: one object that opens an index, adds files to it and searches it.
 
-The CLI, the terminal UI and the Python API all go through :class:`Index`.
+The CLI, the terminal UI, the HTTP service and the Python API all go through :class:`Index`.
 
 On disk an index is a directory holding ``xsearch.db`` (SQLite: the source of truth,
 vectors included) and ``ann-<generation>.faiss`` (the derived vector index). The vector
 index is brought up to date from the database's change log whenever it lags behind, so an
 interrupted run never leaves an index that cannot be searched.
+
+One open :class:`Index` may be searched from many threads while one thread writes to it:
+searches read the last committed state (see :mod:`xsearch.store.db`), and the vector index
+is replaced, never changed, while searches may be using it. A second process that tries to
+write gets :class:`IndexLockedError`.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,17 +32,19 @@ import numpy as np
 from ._version import __version__
 from .config import IndexConfig
 from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexNotFoundError, UsageError
-from .store.db import DB_NAME, Store, StoredVectors
+from .store.db import DB_NAME, ChunkRow, Store, StoredVectors
 from .types import Hit, Skipped
 
 if TYPE_CHECKING:
     from .ann import AnnIndex
     from .embed.encoder import Encoder
-    from .pipeline import IndexProgress, IndexReport
+    from .pipeline import IndexProgress, IndexReport, TextItem
 
 ANN_PREFIX = "ann-"
 ANN_SUFFIX = ".faiss"
 LOCK_NAME = "write.lock"
+MAX_ID_CHARS = 1024
+"""Longest document id ``add_texts`` accepts."""
 
 
 def default_index_path() -> Path:
@@ -60,6 +70,8 @@ class IndexInfo:
     bytes_on_disk: int
     version: str
     settings: dict[str, Any] = field(default_factory=dict)
+    texts: int = 0
+    """Documents added as texts (``Index.add_texts``) rather than from files."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``xsearch info --json``."""
@@ -76,14 +88,38 @@ class Index:
         self._encoder = encoder
         self._ann: AnnIndex | None = None
         self._ann_gen = -1
+        self._ann_lock = threading.Lock()
+        self._encoder_lock = threading.Lock()
+        self._writer_lock = threading.Lock()
 
     # opening --------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str], config: IndexConfig | None = None, *,
-               encoder: Encoder | None = None) -> Index:
-        """Create a new, empty index at ``path`` (the directory may exist but must be empty)."""
+               model: str | None = None, pooling: str | None = None, layer: int | None = None,
+               max_tokens: int | None = None, overlap: int | None = None, scoring: str | None = None,
+               token_vectors: bool | None = None, encoder: Encoder | None = None) -> Index:
+        """Create a new, empty index at ``path`` (the directory may exist but must be empty).
+
+        Its settings are ``config``'s (the defaults if None) with the keywords given on top,
+        e.g. ``Index.create("idx", model="multilingual-e5-small", pooling="mean")``; they are
+        saved in the index and used by every later write and query (see :class:`IndexConfig`).
+        """
+        from .search.engine import SCORINGS
+
         path = Path(path)
-        config = config or IndexConfig()
+        chosen = {"model": model, "pooling": pooling, "layer": layer, "max_tokens": max_tokens,
+                  "overlap": overlap, "scoring": scoring, "token_vectors": token_vectors}
+        if config is None and encoder is not None:  # the encoder given decides the model
+            config = IndexConfig(model=encoder.info.model, pooling=encoder.info.pooling, layer=encoder.info.layer)
+        config = replace(config or IndexConfig(), **{k: v for k, v in chosen.items() if v is not None})
+        if encoder is not None:
+            have = (encoder.info.model, encoder.info.pooling, encoder.info.layer)
+            if have != (config.model, config.pooling, config.layer):
+                raise IndexMismatchError(f"the encoder given is {have[0]!r} (pooling {have[1]}, layer {have[2]}), "
+                                         f"not the {config.model!r} (pooling {config.pooling}, layer {config.layer}) "
+                                         "asked for")
+        if config.scoring not in SCORINGS:
+            raise UsageError(f"unknown scoring {config.scoring!r}; choose one of {', '.join(SCORINGS)}")
         if (path / DB_NAME).exists():
             raise UsageError(f"{path} already holds an xsearch index")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -158,7 +194,7 @@ class Index:
             )
 
     def close(self) -> None:
-        """Release the database connection."""
+        """Release the database connections (of every thread)."""
         self.store.close()
 
     def __enter__(self) -> Index:
@@ -172,38 +208,95 @@ class Index:
     def encoder(self) -> Encoder:
         """The index's encoder, loaded on first use."""
         if self._encoder is None:
-            self._encoder = _load_encoder(self.config)
-            if self._encoder.dim != self.store.dim:
-                raise IndexMismatchError(f"model {self.config.model!r} makes {self._encoder.dim}-d vectors; "
-                                         f"index {self.path} holds {self.store.dim}-d vectors")
+            with self._encoder_lock:
+                if self._encoder is None:
+                    encoder = _load_encoder(self.config)
+                    if encoder.dim != self.store.dim:
+                        raise IndexMismatchError(f"model {self.config.model!r} makes {encoder.dim}-d vectors; "
+                                                 f"index {self.path} holds {self.store.dim}-d vectors")
+                    self._encoder = encoder
         return self._encoder
 
     # writing --------------------------------------------------------------
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
-        handle = open(self.path / LOCK_NAME, "a+")
-        try:
+        """One writer: threads of this process wait their turn, another process is refused."""
+        with self._writer_lock:
+            handle = open(self.path / LOCK_NAME, "a+")
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise IndexLockedError(f"another xsearch process is writing to {self.path}; try again when it ends") from exc
-            yield
-        finally:
-            handle.close()
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    raise IndexLockedError(
+                        f"another xsearch process is writing to {self.path}; try again when it ends") from exc
+                yield
+            finally:
+                handle.close()
 
     def add_paths(self, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                   exclude: Sequence[str] = (), max_file_bytes: int | None = None,
-                  progress: Callable[[IndexProgress], None] | None = None) -> IndexReport:
+                  progress: Callable[[IndexProgress], None] | None = None,
+                  cancel: threading.Event | None = None) -> IndexReport:
         """Index files and folders incrementally: new and changed files are embedded,
-        files deleted under ``paths`` are removed, unchanged ones are left alone."""
+        files deleted under ``paths`` are removed, unchanged ones are left alone.
+
+        ``progress`` is called as the run goes; setting ``cancel`` (from another thread)
+        stops it at the next file, keeping what was committed (``report.cancelled``).
+        """
         from .pipeline import index_paths
 
         with self._write_lock():
             report = index_paths(self, paths, include=include, exclude=exclude,
-                                 max_file_bytes=max_file_bytes, progress=progress)
+                                 max_file_bytes=max_file_bytes, progress=progress, cancel=cancel)
             started = time.perf_counter()
             self._sync_ann(save=True)
             return replace(report, seconds=report.seconds + time.perf_counter() - started)
+
+    def add_texts(self, texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None = None,
+                  ids: Sequence[str | None] | None = None) -> list[str]:
+        """Store texts as documents of their own (no file) and return their ids, in order.
+
+        Each text is language-detected, chunked, embedded and stored like a file. ``metadata``
+        holds one JSON-serialisable dict (or None) per text, kept with it for filters and hits;
+        a string ``"title"`` in it also becomes the hits' title. ``ids`` holds your own id
+        (or None for a generated one) per text; adding under an id that exists replaces
+        that document.
+        """
+        from .pipeline import index_texts
+
+        items = _text_items(texts, metadata, ids)
+        if items:
+            with self._write_lock():
+                index_texts(self, items)
+                self._sync_ann(save=True)
+        return [item.id for item in items]
+
+    def remove(self, ids: Sequence[str] | None = None, *,
+               paths: Sequence[str | os.PathLike[str]] | None = None) -> list[str]:
+        """Remove documents by id, and everything indexed at or under ``paths``.
+
+        Returns the ids of the documents removed; unknown ids and paths remove nothing. A
+        document of a file removed by id stays out of the index until its file changes and is
+        indexed again; removing by path forgets the file.
+        """
+        from .pipeline import is_under
+
+        if ids is None and paths is None:
+            raise UsageError("give the ids or the paths to remove")
+        for name, values in (("ids", ids), ("paths", paths)):
+            if isinstance(values, (str, bytes, os.PathLike)):
+                raise UsageError(f"{name} must be a list, e.g. {name}=[{str(values)!r}]")
+        if ids is not None and not all(isinstance(key, str) for key in ids):
+            raise UsageError("document ids are strings")
+        with self._write_lock():
+            texts, documents, found = self.store.find_documents(list(ids or []))
+            roots = [Path(p).resolve() for p in paths or []]
+            files = [p for p in self.store.file_states() if roots and is_under(p, roots)]
+            found += self.store.document_keys_of(files)
+            if texts or documents or files:
+                self.store.replace_files(texts + files, [], removed_documents=documents)
+                self._sync_ann(save=True)
+        return list(dict.fromkeys(found))
 
     # the vector index -----------------------------------------------------
     def _ann_files(self) -> dict[int, Path]:
@@ -214,21 +307,33 @@ class Index:
                 found[int(stem)] = file
         return found
 
-    def _sync_ann(self, *, save: bool) -> AnnIndex | None:
+    def _sync_ann(self, *, save: bool) -> AnnIndex:
         """Bring the vector index up to the database's generation (and save it if asked).
 
         The newest saved file is loaded and the database's change log since its generation
         (tombstones and newly added chunks) is applied; when the log no longer reaches back
         that far, or the index has outgrown its training, it is rebuilt from the stored vectors.
+        A vector index that searches may be using is never changed: changes go to a copy, which
+        then replaces it.
         """
+        with self._ann_lock:
+            gen = self.store.generation
+            ann = self._ann
+            if ann is None or self._ann_gen < gen:
+                ann = self._updated_ann(gen)
+                self._ann, self._ann_gen = ann, gen
+            if save:
+                self._save_ann(ann, self._ann_gen)
+            return ann
+
+    def _updated_ann(self, gen: int) -> AnnIndex:
         from .ann import FaissIndex, build, needs_retrain
 
-        gen = self.store.generation
-        if self._ann is not None and self._ann_gen == gen:
-            return self._ann
         pruned = int(self.store.get_setting("ann_pruned_gen", 0))
         files = self._ann_files()
         ann, ann_gen = self._ann, self._ann_gen
+        if ann is not None and ann_gen >= pruned and ann.factory != "Flat":
+            ann = ann.copy()
         if ann is None or ann_gen < pruned:
             usable = [g for g in files if pruned <= g <= gen]
             ann = None
@@ -250,15 +355,18 @@ class Index:
             # An exact index is cheap to rebuild, and a rebuild applies the current language means.
             stored = self.store.all_vectors()
             ann = build(self._ann_vectors(stored), stored.ids)
-        self._ann, self._ann_gen = ann, gen
-        if save and gen not in files:
-            ann.save(self.path / f"{ANN_PREFIX}{gen}{ANN_SUFFIX}")
-            self.store.set_settings({"factory": ann.factory, "ann_pruned_gen": gen})
-            self.store.prune_tombstones(gen)
-            for old_gen, file in files.items():
-                if old_gen != gen:
-                    file.unlink(missing_ok=True)
         return ann
+
+    def _save_ann(self, ann: AnnIndex, gen: int) -> None:
+        files = self._ann_files()
+        if gen in files:
+            return
+        ann.save(self.path / f"{ANN_PREFIX}{gen}{ANN_SUFFIX}")
+        self.store.set_settings({"factory": ann.factory, "ann_pruned_gen": gen})
+        self.store.prune_tombstones(gen)
+        for old_gen, file in files.items():
+            if old_gen != gen:
+                file.unlink(missing_ok=True)
 
     def _ann_vectors(self, stored: StoredVectors) -> np.ndarray:
         from .search.engine import prepare
@@ -266,16 +374,26 @@ class Index:
         return prepare(stored.vectors, stored.langs, self.config.scoring, self.store.language_means())
 
     # searching ------------------------------------------------------------
-    def search(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
+    def search(self, query: str, k: int = 10, *, filters: Mapping[str, Any] | None = None,
+               langs: Sequence[str] | None = None, mode: str = "dense", scoring: str | None = None,
+               query_lang: str | None = None, rerank: bool = True, group_by: str | None = None) -> list[Hit]:
         """The ``k`` best passages for ``query``, in any language; options as :meth:`search_batch`."""
-        return self.search_batch([query], k, **options)[0]
+        if not isinstance(query, str):
+            raise UsageError(f"query must be a string, not {type(query).__name__}")
+        return self.search_batch([query], k, filters=filters, langs=langs, mode=mode, scoring=scoring,
+                                 query_lang=query_lang, rerank=rerank, group_by=group_by)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10, *, langs: Sequence[str] | None = None,
-                     mode: str = "dense", scoring: str | None = None, query_lang: str | None = None,
-                     rerank: bool = True, group_by: str | None = None) -> list[list[Hit]]:
+    def search_batch(self, queries: Sequence[str], k: int = 10, *, filters: Mapping[str, Any] | None = None,
+                     langs: Sequence[str] | None = None, mode: str = "dense", scoring: str | None = None,
+                     query_lang: str | None = None, rerank: bool = True,
+                     group_by: str | None = None) -> list[list[Hit]]:
         """The ``k`` best passages for each query, one list of hits per query.
 
-        - ``langs``: only passages in these languages (still ``k`` when there are ``k``).
+        - ``filters``: which passages may be returned, e.g. ``{"lang": ["de", "ja"]}``,
+          ``{"path": "*.md"}``, ``{"topic": "biology"}`` or ``{"year": {"in": [2023, 2024]}}``
+          (every entry must hold; see :mod:`xsearch.search.filters`). Filters apply before the
+          top ``k`` is cut, so ``k`` hits come back whenever ``k`` passages match.
+        - ``langs``: only passages in these languages (the same as a ``"lang"`` filter).
         - ``mode``: ``"dense"`` (sentence vectors), ``"lexical"`` (BM25 over trigrams, for exact
           names and codes) or ``"hybrid"`` (both, by reciprocal rank fusion).
         - ``scoring``: ``"centered"`` (language-agnostic) or ``"plain"`` cosine for the dense
@@ -286,9 +404,17 @@ class Index:
         - ``group_by="document"``: each document once, its best chunk first.
         """
         from .search.engine import MODES, RERANK_CANDIDATES, SCORINGS, group_by_document, run_search
+        from .search.filters import Filters
 
-        if k < 1:
-            raise UsageError("k must be at least 1")
+        if isinstance(queries, str):
+            raise UsageError("queries must be a list of strings (for one query: search())")
+        queries = list(queries)
+        if not all(isinstance(q, str) for q in queries):
+            raise UsageError("queries must be a list of strings")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"k must be a whole number of at least 1, not {k!r}")
+        k = int(k)
+        checked = Filters.parse(filters, langs=langs)
         scoring = scoring or self.config.scoring
         if scoring not in SCORINGS:
             raise UsageError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
@@ -298,14 +424,21 @@ class Index:
             raise UsageError(f"cannot group by {group_by!r}; only by document")
         if not queries:
             return []
-        ann = self._sync_ann(save=False) if mode != "lexical" else None
         encoder = self.encoder if mode != "lexical" else None
         n = k if group_by is None else max(10 * k, 100)
-        results = run_search(self.store, ann, encoder, list(queries), n, mode=mode, scoring=scoring, langs=langs,
-                             query_lang=query_lang, rerank_candidates=RERANK_CANDIDATES if rerank else 0)
+        with self.store.snapshot():
+            ann = self._sync_ann(save=False) if mode != "lexical" else None
+            allowed = self.store.chunk_ids_where(*checked.where()) if checked is not None else None
+            results = run_search(self.store, ann, encoder, queries, n, mode=mode, scoring=scoring,
+                                 allowed=allowed, query_lang=query_lang,
+                                 rerank_candidates=RERANK_CANDIDATES if rerank else 0)
         if group_by == "document":
             return [group_by_document(hits, k) for hits in results]
         return results
+
+    def context(self, chunk_id: int, *, before: int = 1, after: int = 1) -> list[ChunkRow]:
+        """The chunk ``chunk_id`` with up to ``before``/``after`` neighbours of its document, in order."""
+        return self.store.chunk_context(chunk_id, before=before, after=after)
 
     def warm(self) -> None:
         """Load the encoder and the vector index now rather than on the first query."""
@@ -315,16 +448,69 @@ class Index:
     # reporting ------------------------------------------------------------
     def info(self) -> IndexInfo:
         """Counts, languages, model and size of the index."""
-        settings = self.store.settings()
-        counts = self.store.counts()
-        size = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        with self.store.snapshot():
+            settings = self.store.settings()
+            counts = self.store.counts()
+            languages = self.store.languages()
         return IndexInfo(
             path=str(self.path), files=counts["files"], documents=counts["documents"], chunks=counts["chunks"],
-            languages=self.store.languages(), model=self.config.model, pooling=self.config.pooling,
+            languages=languages, model=self.config.model, pooling=self.config.pooling,
             layer=self.config.layer, dim=int(settings.get("dim", 0)), index_type=settings.get("factory", "Flat"),
-            generation=int(settings.get("generation", 0)), bytes_on_disk=size,
-            version=settings.get("xsearch_version", ""), settings=settings,
+            generation=int(settings.get("generation", 0)), bytes_on_disk=_bytes_in(self.path),
+            version=settings.get("xsearch_version", ""), settings=settings, texts=counts["texts"],
         )
+
+
+def _bytes_in(folder: Path) -> int:
+    """Total size of the files in ``folder`` (one removed meanwhile by a writer counts 0)."""
+    total = 0
+    for file in folder.iterdir():
+        try:
+            if file.is_file():
+                total += file.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _text_items(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None,
+                ids: Sequence[str | None] | None) -> list[TextItem]:
+    """Check the arguments of :meth:`Index.add_texts` and pair them up, making ids where missing."""
+    from .pipeline import TextItem
+
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise UsageError("texts must be a list of strings (for one text: [text])")
+    for name, values in (("metadata", metadata), ("ids", ids)):
+        if values is None:
+            continue
+        if isinstance(values, (str, Mapping)) or not isinstance(values, Sequence):
+            raise UsageError(f"{name} must be a list with one entry per text")
+        if len(values) != len(texts):
+            raise UsageError(f"{len(texts)} texts but {len(values)} {name}: give one per text")
+    items = []
+    for n, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"text {n} is {'empty' if isinstance(text, str) else type(text).__name__}; "
+                             "texts must be non-empty strings")
+        meta = metadata[n] if metadata is not None else None
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, Mapping) or not all(isinstance(key, str) for key in meta):
+            raise UsageError(f"metadata {n} must be a dict with string keys, not {meta!r}")
+        try:
+            json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"metadata {n} cannot be stored as JSON: {exc}") from exc
+        key = ids[n] if ids is not None else None
+        if key is None:
+            key = uuid.uuid4().hex
+        elif not isinstance(key, str) or not key or len(key) > MAX_ID_CHARS or not key.isprintable():
+            raise UsageError(f"id {n} ({key!r}) must be a non-empty printable string of at most {MAX_ID_CHARS} "
+                             "characters")
+        items.append(TextItem(key, text, meta))
+    if len({item.id for item in items}) != len(items):
+        raise UsageError("ids must be unique within one call")
+    return items
 
 
 def _load_encoder(config: IndexConfig) -> Encoder:

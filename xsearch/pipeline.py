@@ -4,22 +4,27 @@ Files are compared with what the index holds (size and mtime first, then a conte
 only new and changed ones are read and embedded. Work is committed in groups of files, each
 group in one transaction, so an interrupted run keeps every finished group and the next run
 picks up the rest.
+
+Texts given through the API (:func:`index_texts`) take the same path from language detection
+on: each is stored as a source of its own (``text:<id>``) holding one document.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
 from .search.rerank import content_mask
-from .store.db import ChunkTokens, FileState, NewDocument
+from .store.db import ChunkTokens, FileState, NewDocument, text_source
 from .types import Document, Skipped, SourceFile
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ class IndexReport:
     chunks_added: int = 0
     skipped: tuple[Skipped, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    cancelled: bool = False
+    """The run was cancelled: what it committed before stays, the rest waits for the next run."""
 
     def to_dict(self) -> dict:
         """The JSON shape of the run summary."""
@@ -72,14 +79,19 @@ def file_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-def _under(path: str, roots: Sequence[Path]) -> bool:
+def is_under(path: str, roots: Sequence[Path]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies inside one of them."""
     return any(path == str(root) or path.startswith(str(root) + os.sep) for root in roots)
 
 
 def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                 exclude: Sequence[str] = (), max_file_bytes: int | None = None,
-                progress: Callable[[IndexProgress], None] | None = None) -> IndexReport:
-    """Bring ``index`` up to date with the files under ``paths`` (see the module docstring)."""
+                progress: Callable[[IndexProgress], None] | None = None,
+                cancel: threading.Event | None = None) -> IndexReport:
+    """Bring ``index`` up to date with the files under ``paths`` (see the module docstring).
+
+    Setting ``cancel`` stops the run before the next file; finished groups stay committed.
+    """
     started = time.perf_counter()
     notify = progress or (lambda _p: None)
     kwargs = {"include": include, "exclude": exclude}
@@ -94,7 +106,7 @@ def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, includ
     known = index.store.file_states()
     roots = [Path(p).resolve() for p in paths]
     seen = {s.path for s in sources} | {s.path for s in skipped}
-    removed = [p for p in known if _under(p, roots) and p not in seen]
+    removed = [p for p in known if is_under(p, roots) and p not in seen]
     todo: list[tuple[SourceFile, str]] = []
     touched: list[FileState] = []
     unchanged = 0
@@ -123,7 +135,11 @@ def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, includ
     pending_removed = removed if todo else []
     group: list[tuple[FileState, list[Document]]] = []
     group_chars = 0
+    cancelled = False
     for n, (source, digest) in enumerate(todo, 1):
+        if cancel is not None and cancel.is_set():
+            cancelled, pending_removed = True, []
+            break
         try:
             docs = extract(source)
         except ExtractionError as exc:
@@ -140,7 +156,7 @@ def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, includ
             notify(IndexProgress("embed", len(todo), n, counts["chunks"]))
     if pending_removed:
         index.store.replace_files(pending_removed, [])
-    notify(IndexProgress("done", len(todo), len(todo), counts["chunks"]))
+    notify(IndexProgress("done", len(todo), counts["files_done"], counts["chunks"]))
     return IndexReport(
         files_seen=len(sources) + len(skipped),
         files_added=counts["added"],
@@ -151,7 +167,40 @@ def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, includ
         chunks_added=counts["chunks"],
         skipped=tuple(skipped),
         seconds=time.perf_counter() - started,
+        cancelled=cancelled,
     )
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """A text to store as a document of its own."""
+
+    id: str
+    text: str
+    metadata: Mapping[str, Any]
+
+
+def index_texts(index: Index, items: Sequence[TextItem]) -> None:
+    """Store ``items`` as documents without a file, replacing those with the same ids.
+
+    Each text is a source ``text:<id>`` with one document; language detection, chunking,
+    embedding and storage are those of files, committed in groups like files.
+    """
+    group: list[tuple[FileState, list[Document]]] = []
+    group_chars = 0
+    counts = {"added": 0, "updated": 0, "documents": 0, "chunks": 0}
+    for n, item in enumerate(items, 1):
+        source = text_source(item.id)
+        metadata = dict(item.metadata)
+        body = json.dumps([item.text, metadata], ensure_ascii=False, sort_keys=True).encode()
+        state = FileState(source, hashlib.sha256(body).hexdigest(), time.time(), len(item.text.encode()))
+        title = metadata.get("title")
+        doc = Document(path=source, text=item.text, title=title if isinstance(title, str) else "", metadata=metadata)
+        group.append((state, [doc]))
+        group_chars += len(item.text)
+        if n == len(items) or len(group) >= GROUP_CHUNKS or group_chars >= GROUP_CHUNKS * 600:
+            _embed_and_store(index, group, [], {}, counts)
+            group, group_chars = [], 0
 
 
 def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]], removed: Sequence[str],

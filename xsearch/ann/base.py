@@ -27,7 +27,7 @@ PAD_ID = -1
 
 
 class AnnIndex(ABC):
-    """A vector index behind train / add / remove / search / save / load.
+    """A vector index behind train / add / remove / search / copy / save / load.
 
     Attributes:
         dim: dimension of the vectors it holds.
@@ -87,6 +87,10 @@ class AnnIndex(ABC):
             ``(scores, ids)``, both of shape (nq, k): float32 scores, best first, and
             int64 ids, padded with ``-1`` (score ``-inf``) where fewer hits exist.
         """
+
+    @abstractmethod
+    def copy(self) -> Self:
+        """An independent copy: change it while searches go on in the original."""
 
     @abstractmethod
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -246,6 +246,11 @@ class FaissIndex(AnnIndex):
             params = None
         return self._index.search(q, k, params=params)
 
+    def copy(self) -> FaissIndex:
+        clone = type(self).__new__(type(self))
+        clone._attach(_faiss().clone_index(self._index), self.factory, self.nprobe, self._trained_size)
+        return clone
+
     def save(self, path: str | os.PathLike[str]) -> None:
         payload = _faiss().serialize_index(self._index)
         header = {

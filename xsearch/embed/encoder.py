@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -97,7 +98,11 @@ class TokenEmbeddings:
 
 
 class Encoder:
-    """A loaded sentence encoder. Create with :meth:`load`; one per process is enough."""
+    """A loaded sentence encoder. Create with :meth:`load`; one per process is enough.
+
+    Safe to use from several threads at once: calls into the (stateful) fast tokenizer
+    are serialised, forward passes run in parallel.
+    """
 
     def __init__(self, resolved: ResolvedModel, *, pooling: str = "mean", layer: int | None = None,
                  max_length: int | None = None, threads: int | None = None) -> None:
@@ -114,6 +119,7 @@ class Encoder:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {exc}") from exc
         self._st.eval()
+        self._tokenizer_lock = threading.Lock()
         self._transformer = self._st[0].auto_model
         self.tokenizer = self._st.tokenizer
         prompts = getattr(self._st, "prompts", {}) or {}
@@ -151,8 +157,9 @@ class Encoder:
         """Model tokens of each text, special tokens and prefixes not counted."""
         if not texts:
             return []
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
-                                 return_attention_mask=False, return_token_type_ids=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                                     return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -191,9 +198,10 @@ class Encoder:
         token_results: list[TokenEmbeddings] = [None] * len(texts) if tokens else []  # type: ignore[list-item]
         if not texts:
             return out, token_results
-        encoded = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=self.info.max_length,
-                                 return_offsets_mapping=tokens, return_special_tokens_mask=tokens,
-                                 return_attention_mask=False, return_token_type_ids=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=self.info.max_length,
+                                     return_offsets_mapping=tokens, return_special_tokens_mask=tokens,
+                                     return_attention_mask=False, return_token_type_ids=False)
         ids = encoded["input_ids"]
         pad_id = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
@@ -228,20 +236,24 @@ class Encoder:
             start, end = max(start - shift, 0), end - shift
             while start < end and text[start].isspace():
                 start += 1
-            if self.tokenizer.convert_ids_to_tokens(ids[i]) == "\u2581":
+            if self._pieces([ids[i]])[0] == "\u2581":
                 end = start  # a bare word-start marker stands for no character of its own
             keep.append(i)
             spans.append((start, end))
         content_tokens = sum(1 for i in keep if not special[i])
         return TokenEmbeddings(
             text=text,
-            tokens=self.tokenizer.convert_ids_to_tokens([ids[i] for i in keep]),
+            tokens=self._pieces([ids[i] for i in keep]),
             ids=[ids[i] for i in keep],
             offsets=np.array(spans, dtype=np.int32).reshape(-1, 2),
             special=np.array([bool(special[i]) for i in keep], dtype=bool),
             vectors=np.ascontiguousarray(vectors[keep], dtype=np.float32),
             truncated=self.count_tokens([text])[0] > content_tokens,
         )
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        with self._tokenizer_lock:
+            return self.tokenizer.convert_ids_to_tokens(ids)
 
     def _hidden(self, input_ids, mask):
         layer = self.info.layer

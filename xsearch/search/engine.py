@@ -50,12 +50,11 @@ def prepare(vectors: np.ndarray, langs: Sequence[str], scoring: str, means: Lang
 
 
 def dense_candidates(store: Store, ann: AnnIndex | None, query_vectors: np.ndarray, query_langs: Sequence[str],
-                     n: int, *, scoring: str, langs: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query, up to ``n`` (chunk ids, exact scores), best first."""
+                     n: int, *, scoring: str, allowed: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query, up to ``n`` (chunk ids, exact scores), best first; only ``allowed`` ids if given."""
     empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     if ann is None or len(ann) == 0:
         return [empty for _ in range(len(query_vectors))]
-    allowed = store.chunk_ids_where_lang(langs) if langs else None
     if allowed is not None and len(allowed) == 0:
         return [empty for _ in range(len(query_vectors))]
     means = store.language_means()
@@ -84,7 +83,7 @@ def to_hits(store: Store, ranked: Sequence[tuple[np.ndarray, np.ndarray]]) -> li
             row = rows.get(int(cid))
             if row is not None:
                 hits.append(Hit(chunk_id=row.id, score=float(score), text=row.text, path=row.path, lang=row.lang,
-                                start=row.start, end=row.end, title=row.title, record=row.record,
+                                start=row.start, end=row.end, id=row.doc_key, title=row.title, record=row.record,
                                 metadata=row.metadata))
         results.append(hits)
     return results
@@ -92,9 +91,9 @@ def to_hits(store: Store, ranked: Sequence[tuple[np.ndarray, np.ndarray]]) -> li
 
 def group_by_document(hits: Sequence[Hit], k: int, *, per_document: int = 3) -> list[Hit]:
     """Each document once, as its best chunk, with up to ``per_document - 1`` more in ``Hit.more``."""
-    groups: dict[tuple[str, int], list[Hit]] = {}
+    groups: dict[str, list[Hit]] = {}
     for hit in hits:
-        groups.setdefault((hit.path, hit.record), []).append(hit)
+        groups.setdefault(hit.id, []).append(hit)
     best = sorted(groups.values(), key=lambda g: -g[0].score)[:k]
     return [replace(g[0], more=tuple(g[1:per_document])) for g in best]
 
@@ -150,11 +149,12 @@ def rerank(store: Store, ranked: Sequence[tuple[np.ndarray, np.ndarray]], query_
 
 
 def run_search(store: Store, ann: AnnIndex | None, encoder: Encoder | None, queries: list[str], k: int, *,
-               mode: str, scoring: str, langs: Sequence[str] | None, query_lang: str | None,
+               mode: str, scoring: str, allowed: np.ndarray | None, query_lang: str | None,
                rerank_candidates: int = 0) -> list[list[Hit]]:
     """The whole query path for a batch of queries: first stage in ``mode``, then (when
     ``rerank_candidates`` > 0 and the index keeps token vectors) late-interaction reranking
-    of that many candidates; hits carry highlights from token alignment and lexical matches."""
+    of that many candidates; hits carry highlights from token alignment and lexical matches.
+    ``allowed`` (chunk ids), when given, restricts every stage before its top-k cut."""
     from ..ingest import detect_languages
     from ..store.lexical import lexical_search, lexical_spans
 
@@ -167,9 +167,8 @@ def run_search(store: Store, ann: AnnIndex | None, encoder: Encoder | None, quer
     if mode in ("dense", "hybrid"):
         assert encoder is not None
         vectors, query_tokens = encoder.embed(queries, kind="query", tokens=reranking)
-        dense = dense_candidates(store, ann, vectors, query_langs, n_fetch, scoring=scoring, langs=langs)
+        dense = dense_candidates(store, ann, vectors, query_langs, n_fetch, scoring=scoring, allowed=allowed)
     if mode in ("lexical", "hybrid"):
-        allowed = store.chunk_ids_where_lang(langs) if langs else None
         lexical = lexical_search(store.db.conn, queries, n_fetch, allowed_ids=allowed)
     if mode == "dense":
         ranked = dense

@@ -4,13 +4,25 @@ SQLite is the source of truth. Every write happens in one transaction that also 
 index *generation*; chunk rows remember the generation that added them and removed chunk
 ids are kept as tombstones, so the vector index (a derived file) can be brought up to date
 from any earlier generation. Chunk ids come from AUTOINCREMENT and are never reused.
+
+A *source* is a row of ``files``: a file by its absolute path, or a text added through the
+API by ``text:<id>`` (:func:`text_source`). Every document has a string id
+(:func:`document_key`): the text's id, or the file's path (``path#N`` for record N > 0).
+
+Threads: writes go through one connection, one thread at a time (:meth:`Store._writing`);
+every other thread reads through a connection of its own, so in WAL mode it sees the last
+committed state and never a write in progress. :meth:`Store.snapshot` makes a series of
+reads see one state.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +42,25 @@ TOKEN_DIMS_PER_CODE = 8
 
 DB_NAME = "xsearch.db"
 SCHEMA_VERSION = 1
+TEXT_SOURCE = "text:"
+"""Prefix of the ``files.path`` of a text added through the API (absolute paths never start so)."""
+
+
+def text_source(key: str) -> str:
+    """The ``files.path`` under which the text with id ``key`` is stored."""
+    return TEXT_SOURCE + key
+
+
+def is_text_source(path: str) -> bool:
+    """Whether a stored ``files.path`` / ``documents.path`` is a text rather than a file."""
+    return path.startswith(TEXT_SOURCE)
+
+
+def document_key(path: str, record: int) -> str:
+    """The id of the document stored under ``path`` and ``record`` (see the module docstring)."""
+    if is_text_source(path):
+        return path[len(TEXT_SOURCE) :]
+    return path if record == 0 else f"{path}#{record}"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,9 +122,12 @@ class ChunkRow:
     ord: int
     doc_id: int
     path: str
+    """The file's absolute path; empty for a text."""
     record: int
     title: str
     metadata: dict[str, Any]
+    doc_key: str = ""
+    """The document's id (:func:`document_key`)."""
 
 
 @dataclass(frozen=True)
@@ -157,39 +191,109 @@ class NewDocument:
     tokens: Sequence[ChunkTokens] | None = None
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class _Reader:
+    """One thread's read connection; closed when the thread ends or the store closes."""
+
+    def __init__(self, path: Path) -> None:
+        conn = _connect(path)
+        self.db = sqlite_utils.Database(conn)
+        self.depth = 0
+        """Nesting of :meth:`Store.snapshot` on this connection."""
+        weakref.finalize(self, conn.close)
+
+
 class Store:
-    """One index's SQLite database, opened through sqlite-utils."""
+    """One index's SQLite database, opened through sqlite-utils; safe to share between threads."""
 
     def __init__(self, directory: Path, *, create: bool = False) -> None:
         path = directory / DB_NAME
+        self.path = path
         self._codec: TokenCodec | None = None
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
+        self._readers_lock = threading.Lock()
+        self._closed = False
         if not create and not path.is_file():
             raise IndexCorruptError(f"{directory} has no {DB_NAME}")
         try:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = _connect(path)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self.db = sqlite_utils.Database(conn)
-            if create or (self._has_table("chunks") and not self._has_table("token_vectors")):
-                conn.executescript(_SCHEMA)
-            if create or self._has_table("chunks"):
-                ensure_lexical(conn)
-            version = self.get_setting("schema_version")
-            if create and version is None:
-                self.set_settings({"schema_version": SCHEMA_VERSION, "generation": 0})
-            elif version != SCHEMA_VERSION:
-                raise IndexCorruptError(f"{path}: unsupported schema version {version!r}")
+            self._writer = sqlite_utils.Database(conn)
+            with self._writing():
+                if create or (self._has_table("chunks") and not self._has_table("token_vectors")):
+                    conn.executescript(_SCHEMA)
+                if create or self._has_table("chunks"):
+                    ensure_lexical(conn)
+                version = self.get_setting("schema_version")
+                if create and version is None:
+                    self.set_settings({"schema_version": SCHEMA_VERSION, "generation": 0})
+                elif version != SCHEMA_VERSION:
+                    raise IndexCorruptError(f"{path}: unsupported schema version {version!r}")
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
-        self.path = path
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The calling thread's connection: the writer's during a write, else the thread's own."""
+        if getattr(self._local, "writing", 0):
+            return self._writer
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            with self._readers_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                reader = self._local.reader = _Reader(self.path)
+                self._readers.add(reader)
+        return reader.db
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """Hold the write connection: one thread at a time; :attr:`db` is that connection meanwhile."""
+        with self._write_lock:
+            depth = getattr(self._local, "writing", 0)
+            self._local.writing = depth + 1
+            try:
+                yield self._writer.conn
+            finally:
+                self._local.writing = depth
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Make the reads inside see one committed state (one read transaction); nests."""
+        if getattr(self._local, "writing", 0):
+            yield
+            return
+        conn = self.db.conn
+        reader: _Reader = self._local.reader
+        if reader.depth == 0:
+            conn.execute("BEGIN")
+        reader.depth += 1
+        try:
+            yield
+        finally:
+            reader.depth -= 1
+            if reader.depth == 0 and conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]).fetchone() is not None
 
     def close(self) -> None:
-        """Close the connection."""
-        self.db.conn.close()
+        """Close every connection (the writer's and each thread's)."""
+        with self._readers_lock:
+            self._closed = True
+            readers = list(self._readers)
+        for reader in readers:
+            reader.db.conn.close()
+        self._writer.conn.close()
 
     # settings -------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -203,9 +307,10 @@ class Store:
 
     def set_settings(self, values: dict[str, Any]) -> None:
         """Insert or replace settings."""
-        self.db["settings"].upsert_all(
-            [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key"
-        )
+        with self._writing():
+            self.db["settings"].upsert_all(
+                [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key"
+            )
 
     @property
     def generation(self) -> int:
@@ -220,28 +325,39 @@ class Store:
 
     def touch_files(self, states: Iterable[FileState]) -> None:
         """Record new mtimes of files whose content did not change."""
-        with self.db.conn:
-            self.db.conn.executemany(
+        with self._writing() as conn, conn:
+            conn.executemany(
                 "UPDATE files SET mtime = ?, size = ? WHERE path = ?",
                 [(s.mtime, s.size, s.path) for s in states],
             )
 
     # writes ---------------------------------------------------------------
-    def replace_files(self, removed: Sequence[str], added: Sequence[tuple[FileState, Sequence[NewDocument]]]) -> int:
-        """Remove ``removed`` files and (re)write ``added`` ones in one transaction.
+    def replace_files(self, removed: Sequence[str], added: Sequence[tuple[FileState, Sequence[NewDocument]]], *,
+                      removed_documents: Sequence[int] = ()) -> int:
+        """Remove ``removed`` sources (files or texts) and the documents with the row ids
+        ``removed_documents``, and (re)write ``added`` sources, all in one transaction.
 
-        A file in ``added`` that is already indexed has its old documents replaced. Returns
+        A source in ``added`` that is already indexed has its old documents replaced. Returns
         the new generation.
         """
-        conn = self.db.conn
+        with self._writing() as conn:
+            return self._replace(conn, removed, added, [int(i) for i in removed_documents])
+
+    def _replace(self, conn: sqlite3.Connection, removed: Sequence[str],
+                 added: Sequence[tuple[FileState, Sequence[NewDocument]]], removed_documents: list[int]) -> int:
+        had_codec = self._codec is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
             gen = self.generation + 1
             paths = list(removed) + [state.path for state, _ in added]
             sums, counts = self._lang_sums("lang_stats")
             token_sums, token_counts = self._lang_sums("token_lang_stats")
-            self._subtract_files(paths, sums, counts, token_sums, token_counts)
-            self._tombstone_files(paths, gen)
+            # Sources first: a document removed with its source is then gone, not counted twice.
+            for table, column, values in (("files", "path", paths), ("documents", "id", removed_documents)):
+                self._subtract(f"d.{column}", values, sums, counts, token_sums, token_counts)
+                self._tombstone(f"d.{column}", values, gen)
+                for part, marks in _parts(values):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
             codec = self._codec_for(added)
             for state, docs in added:
                 conn.execute(
@@ -261,6 +377,8 @@ class Store:
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            if not had_codec:
+                self._codec = None  # trained in the rolled-back transaction: not stored
             raise
         return gen
 
@@ -276,16 +394,15 @@ class Store:
         conn.executemany(f"INSERT INTO {table} (lang, n, sum) VALUES (?, ?, ?)",
                          [(lang, counts[lang], sums[lang].tobytes()) for lang in sums])
 
-    def _subtract_files(self, paths: Sequence[str], sums: dict[str, np.ndarray], counts: dict[str, int],
-                        token_sums: dict[str, np.ndarray], token_counts: dict[str, int]) -> None:
+    def _subtract(self, column: str, values: Sequence[Any], sums: dict[str, np.ndarray], counts: dict[str, int],
+                  token_sums: dict[str, np.ndarray], token_counts: dict[str, int]) -> None:
+        """Take the chunks of the documents whose ``column`` is in ``values`` out of the language sums."""
         codec = self.token_codec()
-        for start in range(0, len(paths), 500):
-            part = paths[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(values):
             rows = self.db.execute(
                 "SELECT c.lang, v.vec, t.n, t.codes FROM chunks c JOIN documents d ON d.id = c.doc_id "
                 "JOIN vectors v ON v.chunk_id = c.id LEFT JOIN token_vectors t ON t.chunk_id = c.id "
-                f"WHERE d.path IN ({marks})", part).fetchall()
+                f"WHERE {column} IN ({marks})", part).fetchall()
             if not rows:
                 continue
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
@@ -346,17 +463,14 @@ class Store:
                 out[cid] = (np.frombuffer(offsets, dtype=np.int32).reshape(-1, 2), n, codes)
         return out
 
-    def _tombstone_files(self, paths: Sequence[str], gen: int) -> None:
-        conn = self.db.conn
-        for start in range(0, len(paths), 500):
-            part = paths[start : start + 500]
-            marks = ",".join("?" * len(part))
-            conn.execute(
+    def _tombstone(self, column: str, values: Sequence[Any], gen: int) -> None:
+        """Record the chunks of the documents whose ``column`` is in ``values`` as removed in ``gen``."""
+        for part, marks in _parts(values):
+            self.db.conn.execute(
                 f"INSERT OR REPLACE INTO tombstones (chunk_id, gen) SELECT c.id, {gen:d} FROM chunks c "
-                f"JOIN documents d ON d.id = c.doc_id WHERE d.path IN ({marks})",
+                f"JOIN documents d ON d.id = c.doc_id WHERE {column} IN ({marks})",
                 part,
             )
-            conn.execute(f"DELETE FROM files WHERE path IN ({marks})", part)
 
     def _insert_document(self, new: NewDocument, gen: int, codec: TokenCodec | None) -> None:
         conn = self.db.conn
@@ -383,8 +497,8 @@ class Store:
 
     def prune_tombstones(self, upto_gen: int) -> None:
         """Forget tombstones that every saved vector index has already applied."""
-        with self.db.conn:
-            self.db.conn.execute("DELETE FROM tombstones WHERE gen <= ?", (upto_gen,))
+        with self._writing() as conn, conn:
+            conn.execute("DELETE FROM tombstones WHERE gen <= ?", (upto_gen,))
 
     # reads ----------------------------------------------------------------
     def changes_since(self, gen: int) -> tuple[np.ndarray, StoredVectors]:
@@ -439,8 +553,21 @@ class Store:
                 part,
             )
             for r in rows:
-                out[r[0]] = ChunkRow(*r[:10], metadata=json.loads(r[10]))
+                path, record = r[7], r[8]
+                out[r[0]] = ChunkRow(*r[:7], "" if is_text_source(path) else path, *r[8:10],
+                                     metadata=json.loads(r[10]), doc_key=document_key(path, record))
         return out
+
+    def chunk_context(self, chunk_id: int, *, before: int = 1, after: int = 1) -> list[ChunkRow]:
+        """A chunk and its neighbours in the same document, in document order (empty if unknown)."""
+        row = self.db.execute("SELECT doc_id, ord FROM chunks WHERE id = ?", [int(chunk_id)]).fetchone()
+        if row is None:
+            return []
+        doc_id, ord_ = row
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ? AND ord BETWEEN ? AND ? ORDER BY ord",
+                                             [doc_id, ord_ - before, ord_ + after])]
+        rows = self.chunk_rows(ids)
+        return [rows[i] for i in ids if i in rows]
 
     def chunk_langs(self, ids: Sequence[int]) -> dict[int, str]:
         """Language of each chunk id."""
@@ -458,11 +585,50 @@ class Store:
         rows = self.db.execute(f"SELECT id FROM chunks WHERE lang IN ({marks})", list(langs))
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def chunk_ids_where(self, where: str, params: Sequence[Any]) -> np.ndarray:
+        """Ids of chunks matching an SQL condition over ``chunks c`` joined with ``documents d``."""
+        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+                               list(params))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    # documents by id --------------------------------------------------------
+    def find_documents(self, keys: Sequence[str]) -> tuple[list[str], list[int], list[str]]:
+        """Look documents up by id: ``(text sources, file document row ids, ids found)``."""
+        texts: list[str] = []
+        rows: list[int] = []
+        found: list[str] = []
+        for key in keys:
+            if self.db.execute("SELECT 1 FROM files WHERE path = ?", [text_source(key)]).fetchone():
+                texts.append(text_source(key))
+                found.append(key)
+                continue
+            candidates = [(key, 0)]
+            head, _, tail = key.rpartition("#")
+            if head and tail.isdigit() and int(tail) > 0:
+                candidates.append((head, int(tail)))
+            for path, record in candidates:
+                row = self.db.execute("SELECT id FROM documents WHERE path = ? AND record = ?", [path, record]).fetchone()
+                if row is not None:
+                    rows.append(row[0])
+                    found.append(key)
+                    break
+        return texts, rows, found
+
+    def document_keys_of(self, sources: Sequence[str]) -> list[str]:
+        """Ids of the documents stored under the given sources (files or texts)."""
+        keys: list[str] = []
+        for part, marks in _parts(sources):
+            rows = self.db.execute(f"SELECT path, record FROM documents WHERE path IN ({marks}) ORDER BY path, record",
+                                   part)
+            keys += [document_key(path, record) for path, record in rows]
+        return keys
+
     def counts(self) -> dict[str, int]:
-        """Numbers of files, documents and chunks."""
-        q = "SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)"
-        files, docs, chunks = self.db.execute(q).fetchone()
-        return {"files": files, "documents": docs, "chunks": chunks}
+        """Numbers of files, texts (documents added as text), documents and chunks."""
+        q = ("SELECT (SELECT count(*) FROM files), (SELECT count(*) FROM files WHERE path GLOB ?), "
+             "(SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)")
+        sources, texts, docs, chunks = self.db.execute(q, [TEXT_SOURCE + "*"]).fetchone()
+        return {"files": sources - texts, "texts": texts, "documents": docs, "chunks": chunks}
 
     def languages(self) -> dict[str, int]:
         """Chunk counts per language, most frequent first."""
@@ -477,6 +643,13 @@ class Store:
             raise IndexCorruptError(f"{self.path} is damaged: {exc}") from exc
         if result != "ok":
             raise IndexCorruptError(f"{self.path} is damaged: {result}")
+
+
+def _parts(values: Sequence[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:
+    """``values`` in slices of at most ``size``, each with its ``?,?,...`` placeholders."""
+    for start in range(0, len(values), size):
+        part = list(values[start : start + size])
+        yield part, ",".join("?" * len(part))
 
 
 def _accumulate(sums: dict[str, np.ndarray], counts: dict[str, int], vectors: np.ndarray, langs: Sequence[str],

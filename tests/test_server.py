@@ -1,0 +1,168 @@
+"""The HTTP service for real: uvicorn on a free loopback port, driven with httpx."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api_corpus import add_corpus
+from xsearch import Index
+from xsearch.server import MAX_K, create_app
+
+BODY_LIMIT = 64 * 1024
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, encoder) -> Iterator[tuple[httpx.Client, Index]]:
+    """The corpus texts served by uvicorn in a thread (with a small body limit), and a client."""
+    index = Index.create(tmp_path_factory.mktemp("served") / "index", encoder=encoder)
+    add_corpus(index)
+    sock = _free_socket()
+    server = uvicorn.Server(uvicorn.Config(create_app(index, max_body_bytes=BODY_LIMIT), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    port = sock.getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        yield client, index
+    server.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+    index.close()
+
+
+def test_health_info_and_docs(served) -> None:
+    client, index = served
+    assert client.get("/health").json()["status"] == "ok"
+    info = client.get("/info").json()
+    assert info["documents"] == index.info().documents and info["texts"] == info["documents"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    schema = client.get("/openapi.json").json()
+    assert {"/search", "/search/batch", "/documents", "/documents/{doc_id}", "/info", "/health"} <= set(schema["paths"])
+
+
+def test_search_is_cross_lingual_and_filtered(served) -> None:
+    client, _ = served
+    answer = client.post("/search", json={"query": "¿Cómo convierten las plantas la luz en azúcar?", "k": 5,
+                                          "filters": {"topic": "photosynthesis"}})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    hits = body["hits"]
+    assert len(hits) == 5 and body["took_ms"] > 0
+    assert {h["lang"] for h in hits} == {"en", "de", "es", "ja", "zh"}
+    assert set(hits[0]) >= {"id", "score", "text", "path", "lang", "start", "end", "metadata", "highlights"}
+    only_ja = client.post("/search", json={"query": "volcano", "k": 2, "filters": {"lang": ["ja"]},
+                                           "rerank": False}).json()["hits"]
+    assert [h["id"] for h in only_ja][:1] == ["volcano-ja"] and all(h["lang"] == "ja" for h in only_ja)
+    batch = client.post("/search/batch", json={"queries": ["Mondlandung", "lava"], "k": 1, "mode": "hybrid"}).json()
+    assert [r["hits"][0]["metadata"]["topic"] for r in batch["results"]] == ["moon", "volcanoes"]
+
+
+def test_add_then_delete_a_document(served) -> None:
+    client, _ = served
+    added = client.post("/documents", json={"documents": [
+        {"text": "Le café est arrivé en Europe par Venise au XVIIe siècle.", "metadata": {"topic": "coffee"},
+         "id": "coffee/fr"},
+        {"text": "Kaffee wird aus den gerösteten Samen der Kaffeepflanze gebrüht.", "metadata": {"topic": "coffee"}},
+    ]})
+    assert added.status_code == 200, added.text
+    ids = added.json()["ids"]
+    assert ids[0] == "coffee/fr" and len(ids) == 2 and ids[1]
+    found = client.post("/search", json={"query": "How did coffee reach Europe?", "k": 2,
+                                         "filters": {"topic": "coffee"}}).json()["hits"]
+    assert {h["id"] for h in found} == set(ids)
+    for doc_id in ids:
+        assert client.delete(f"/documents/{doc_id}").json() == {"deleted": [doc_id]}
+    assert client.delete("/documents/coffee/fr").status_code == 404
+    assert client.post("/search", json={"query": "coffee", "filters": {"topic": "coffee"}}).json()["hits"] == []
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/search", {}),
+    ("/search", {"query": ""}),
+    ("/search", {"query": "x", "k": 0}),
+    ("/search", {"query": "x", "k": "many"}),
+    ("/search", {"query": "x", "mode": "fuzzy"}),
+    ("/search", {"query": "x", "limit": 3}),
+    ("/search", {"query": "x", "filters": {"lang": []}}),
+    ("/search", {"query": "x", "filters": {"topic": {"like": "bio%"}}}),
+    ("/search/batch", {"queries": []}),
+    ("/documents", {"documents": []}),
+    ("/documents", {"documents": [{"text": ""}]}),
+    ("/documents", {"documents": [{"text": "x", "metadata": ["not", "a", "dict"]}]}),
+])
+def test_bad_bodies_get_422(served, path: str, body: dict) -> None:
+    client, _ = served
+    answer = client.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"]
+
+
+def test_malformed_json_k_over_the_limit_and_oversize_bodies(served) -> None:
+    client, index = served
+    before = index.info().generation
+    assert client.post("/search", content=b'{"query": ', headers={"content-type": "application/json"}).status_code == 422
+    over = client.post("/search", json={"query": "x", "k": MAX_K + 1})
+    assert over.status_code == 400 and str(MAX_K) in over.json()["detail"]
+    big = {"documents": [{"text": "word " * (BODY_LIMIT // 5)}]}
+    assert client.post("/documents", json=big).status_code == 413
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: the limit applies as the body arrives
+        yield b'{"documents": [{"text": "'
+        for _ in range(BODY_LIMIT // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}]}'
+
+    answer = client.post("/documents", content=streamed(), headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert index.info().generation == before
+
+
+def test_xsearch_serve_command(tmp_path: Path, encoder) -> None:
+    index_dir = tmp_path / "index"
+    with Index.create(index_dir, encoder=encoder) as index:
+        index.add_texts(["Der Mond umkreist die Erde in etwa 27 Tagen."], ids=["mond"])
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    exe = Path(sys.executable).with_name("xsearch")
+    process = subprocess.Popen([str(exe), "serve", "--index", str(index_dir), "--port", str(port)],
+                               env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, process.stderr.read()
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "xsearch serve did not come up"
+                time.sleep(0.25)
+            hits = client.post("/search", json={"query": "How long does the Moon take to orbit Earth?"}).json()["hits"]
+            assert [h["id"] for h in hits] == ["mond"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,1 @@
+"""Adapters that plug an :class:`xsearch.Index` into other frameworks (optional extras)."""

@@ -1,0 +1,18 @@
+"""The terminal UI: a Textual app over the :class:`~xsearch.index.Index` facade.
+
+Textual is imported only when the UI starts, so the CLI stays quick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run(index_path: Path) -> None:
+    """Open the terminal UI on the index at ``index_path`` (created by the first folder added)."""
+    from .app import XsearchApp
+
+    XsearchApp(index_path).run()
+
+
+__all__ = ["run"]

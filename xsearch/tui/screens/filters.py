@@ -1,0 +1,96 @@
+"""Languages, path glob, mode, rerank and k, edited together and applied at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    SelectionList,
+    Switch,
+)
+from textual.widgets.selection_list import Selection
+
+from ..options import MAX_K, MODES, SearchOptions
+
+
+class FiltersScreen(ModalScreen[SearchOptions | None]):
+    """Returns the new :class:`SearchOptions`, or ``None`` when cancelled."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+
+    def __init__(self, options: SearchOptions, languages: Mapping[str, int]) -> None:
+        super().__init__()
+        self.options = options
+        self.languages = dict(languages)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="filters"):
+            yield Label("[b]Filters[/]  [dim]ctrl+s applies, escape cancels[/]")
+            with Horizontal():
+                with Vertical(id="filters-langs"):
+                    yield Label("Languages [dim](none ticked: all)[/]")
+                    yield SelectionList[str](
+                        *(Selection(f"{lang}  [dim]{n:,} chunks[/]", lang, lang in self.options.langs)
+                          for lang, n in self.languages.items()),
+                        id="langs",
+                    )
+                with Vertical(id="filters-side"):
+                    yield Label("Mode")
+                    with RadioSet(id="mode"):
+                        for mode in MODES:
+                            yield RadioButton(mode, value=mode == self.options.mode, name=mode)
+                    with Horizontal(classes="row"):
+                        yield Label("Rerank ")
+                        yield Switch(self.options.rerank, id="rerank")
+                    yield Label(f"Results (k, 1–{MAX_K})")
+                    yield Input(str(self.options.k), type="integer", id="k")
+            yield Label("Path glob [dim](e.g. */notes/*.md)[/]")
+            yield Input(self.options.path, placeholder="all files", id="path")
+            with Horizontal(id="filters-buttons"):
+                yield Button("Apply", variant="primary", id="apply")
+                yield Button("Cancel", id="cancel")
+
+    def _collect(self) -> SearchOptions | None:
+        k_text = self.query_one("#k", Input).value.strip()
+        k = int(k_text) if k_text.isdigit() else 0
+        if not 1 <= k <= MAX_K:
+            self.notify(f"k must be between 1 and {MAX_K}", severity="error")
+            return None
+        pressed = self.query_one("#mode", RadioSet).pressed_button
+        return SearchOptions(
+            k=k,
+            mode=pressed.name if pressed is not None and pressed.name else self.options.mode,
+            rerank=self.query_one("#rerank", Switch).value,
+            langs=tuple(self.query_one("#langs", SelectionList).selected),
+            path=self.query_one("#path", Input).value.strip(),
+        )
+
+    def action_apply(self) -> None:
+        """Close with the edited options."""
+        options = self._collect()
+        if options is not None:
+            self.dismiss(options)
+
+    def action_cancel(self) -> None:
+        """Close without changes."""
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#apply")
+    @on(Input.Submitted)
+    def _apply(self) -> None:
+        self.action_apply()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.action_cancel()
