@@ -19,7 +19,7 @@ pytest.importorskip("textual")
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Input, SelectionList, Static  # noqa: E402
 
-from xsearch import Index  # noqa: E402
+from xsearch import Index, pipeline  # noqa: E402
 from xsearch.pipeline import IndexProgress  # noqa: E402
 from xsearch.types import Hit  # noqa: E402
 from xsearch.tui.app import XsearchApp  # noqa: E402
@@ -170,7 +170,8 @@ async def test_indexing_from_the_ui_creates_the_index_and_makes_it_searchable(tm
         assert {Path(h.path).name for h in results.hits} == {"falter.txt", "mariposa.md"}
 
 
-async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_path: Path) -> None:
+async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     index_dir = tmp_path / "idx"
     with Index.create(index_dir) as index:
         index.add_paths([write_folder(tmp_path / "first")])
@@ -178,6 +179,7 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
     big = tmp_path / "big"
     for n in range(4):  # long enough to search while it runs
         shutil.copytree(SAMPLE, big / f"copy{n}")
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 4)  # small commits: a cancel lands within a few files
     app = XsearchApp(index_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.index is not None)
@@ -230,7 +232,13 @@ def pinned_hits(index: Index, words: tuple[str, ...] = ("light", "energy", "plan
             for n, row in enumerate(rows[i] for i in ids[:20])]
 
 
+def steady_cursor(pilot: Pilot) -> None:
+    """A blinking cursor is drawn or not by the clock: keep it on for the snapshots."""
+    pilot.app.query_one("#query", Input).cursor_blink = False
+
+
 async def _searched(pilot: Pilot) -> None:
+    steady_cursor(pilot)
     await ready_with_results(pilot)
     app = pilot.app
     assert isinstance(app, XsearchApp) and app.index is not None
@@ -254,6 +262,7 @@ def test_snapshot_preview(snap_compare, index_path: Path, in_repo: None) -> None
 
 def test_snapshot_help(snap_compare, index_path: Path) -> None:
     async def run_before(pilot: Pilot) -> None:
+        steady_cursor(pilot)
         await wait_for(pilot, lambda: pilot.app.index is not None)
         await pilot.press("f1")
 
@@ -266,6 +275,7 @@ def test_snapshot_indexing(snap_compare, index_path: Path) -> None:
     job.record(IndexProgress("embed", 40, 12, 150), now=11.0)
 
     async def run_before(pilot: Pilot) -> None:
+        steady_cursor(pilot)
         await wait_for(pilot, lambda: pilot.app.index is not None)
         pilot.app.push_screen(IndexingScreen(job))
         await pilot.pause()
