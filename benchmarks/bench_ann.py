@@ -1,6 +1,7 @@
 """Benchmark the vector index: exact Flat against the IVF-PQ that the policy chooses.
 
     python benchmarks/bench_ann.py [--n 100000] [--dim 384] [--queries 1000]
+    python benchmarks/bench_ann.py --n 1000000        # the 1M-chunk scale run
 
 Builds both indexes over clustered synthetic embeddings (the generator of
 tests/test_ann.py: 200 Gaussian clusters, each spread over its own 24-d subspace,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             f"| {factory} | {label} | {build_s:.1f} | {per_vector:.0f} | {r['p50']:.2f} "
             f"| {r['p95']:.2f} | {r['qps']:,.0f} | {r['raw']:.3f} | {r['rescored']:.3f} |"
         )
+    data_mb = (base.nbytes + queries.nbytes) / 2**20
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB, of which "
+          f"{data_mb:,.0f} MB are the float32 vectors held for ground truth and re-scoring "
+          "(an index keeps them on disk, as float16, in SQLite)")
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def test_ids_are_preserved(data, flat, ivf):
 def test_ivfpq_recall_against_exact(data, ivf):
     base, ids, queries = data
     assert ivf.factory == choose_factory(N_BASE, DIM) == "IVF512,PQ48x8"
-    assert ivf.nprobe == default_nprobe(512)
+    assert default_nprobe(512) // 2 <= ivf.nprobe <= 512  # tuned by measured recall at build time
     truth = exact_top(queries, base, ids, 10)
     _, candidates = ivf.search(queries, 100)
     raw = recall(candidates[:, :10], truth)
@@ -365,3 +365,42 @@ def test_input_errors(data):
         flat.add([1], np.full((1, DIM), np.nan, dtype=np.float32))
     with pytest.raises(UsageError, match="factory"):
         FaissIndex(DIM, "NotAnIndex42")
+
+
+# --- nprobe tuned by measured recall ------------------------------------------
+
+
+def test_tuned_nprobe_reaches_the_target_recall_on_held_out_queries(data, ivf):
+    from xsearch.ann.factory import TUNE_RECALL, measured_recall, tune_nprobe
+
+    base, ids, queries = data
+    assert measured_recall(ivf, base, ids, queries, ivf.nprobe) >= TUNE_RECALL - 0.02
+    # a stricter target never gives fewer lists, and nlist is the ceiling
+    assert tune_nprobe(ivf, base, ids, target=0.999) >= ivf.nprobe
+    assert tune_nprobe(ivf, base, ids, target=1.01) == ivf.nlist
+
+
+def test_harder_data_get_more_lists():
+    from xsearch.ann.factory import measured_recall
+
+    rng = np.random.default_rng(3)
+    loose = rng.standard_normal((N_BASE + N_QUERIES, 64), dtype=np.float32)  # no clusters at all
+    loose /= np.linalg.norm(loose, axis=1, keepdims=True)
+    base, queries = loose[:N_BASE], loose[N_BASE:]
+    ids = np.arange(N_BASE, dtype=np.int64)
+    index = build(base, ids, factory="IVF256,PQ16x8")
+    assert index.nprobe > default_nprobe(256)
+    tight = build(clustered(N_BASE, 64), ids, factory="IVF256,PQ16x8")
+    assert index.nprobe > tight.nprobe
+    at_default = measured_recall(index, base, ids, queries, default_nprobe(256))
+    assert measured_recall(index, base, ids, queries, index.nprobe) > at_default
+
+
+def test_exact_top_k_matches_a_full_sort():
+    from xsearch.ann.factory import exact_top_k
+
+    rng = np.random.default_rng(5)
+    base, queries = rng.standard_normal((3000, 32), dtype=np.float32), rng.standard_normal((20, 32), dtype=np.float32)
+    found = exact_top_k(queries, base, 10, block=256)
+    truth = np.argsort(-(queries @ base.T), axis=1)[:, :10]
+    assert all(set(f) == set(t) for f, t in zip(found, truth))

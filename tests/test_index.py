@@ -210,3 +210,57 @@ def test_database_is_sqlite_with_documented_tables(sample_index: Index) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"settings", "files", "documents", "chunks", "vectors", "tombstones"} <= tables
     conn.close()
+
+
+def _stored_chunks(index: Index) -> list[tuple]:
+    return list(index.store.db.execute(
+        'SELECT c.id, d.path, d.record, d.lang, c.ord, c.text, c.start, c."end", c.lang, c.n_tokens, v.vec '
+        "FROM chunks c JOIN documents d ON d.id = c.doc_id JOIN vectors v ON v.chunk_id = c.id ORDER BY c.id"))
+
+
+def test_pipelined_run_stores_what_a_serial_run_does(sample_copy: Path, tmp_path: Path, encoder,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading ahead in a thread changes nothing: the same chunks, ids, spans and vectors."""
+    from xsearch import pipeline
+
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 5)  # several groups, so the reader really runs ahead
+    (sample_copy / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
+    stored, reports = [], []
+    for name, prefetch in (("serial", 0), ("pipelined", 3)):
+        with Index.create(tmp_path / name, encoder=encoder) as index:
+            report = pipeline.index_paths(index, [sample_copy], prefetch=prefetch)
+            reports.append((report.files_added, report.chunks_added, [s.path for s in report.skipped]))
+            stored.append(_stored_chunks(index))
+    assert reports[0] == reports[1] and reports[0][0] >= 36 and len(reports[0][2]) == 1
+    assert stored[0] == stored[1] and len(stored[0]) == reports[0][1]
+
+
+def test_prefetched_keeps_order_raises_and_stops() -> None:
+    import threading
+
+    from xsearch.pipeline import prefetched
+
+    stop = threading.Event()
+    assert list(prefetched(iter(range(100)), 2, stop)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad file")
+
+    got = []
+    with pytest.raises(ValueError, match="bad file"):
+        for item in prefetched(failing(), 2, stop):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():
+        for n in range(10**9):
+            produced.append(n)
+            yield n
+
+    for item in prefetched(endless(), 2, stop):
+        if item == 5:
+            stop.set()
+    assert len(produced) < 20  # the producer stopped within a few items of the stop

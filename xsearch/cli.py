@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._version import __version__
+from .config import BACKENDS
 from .errors import UsageError, XsearchError
 from .present import display_path, snippet
 
@@ -107,6 +108,9 @@ def main(ctx: click.Context) -> None:
 index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEARCH_INDEX",
                             help="Index directory [default: ./indexes/default, or $XSEARCH_INDEX].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+backend_option = click.option("--backend", type=click.Choice(BACKENDS), envvar="XSEARCH_BACKEND", default=None,
+                              help="Run the encoder with torch (fp32) or ONNX Runtime (int8, built once) "
+                                   "[default: $XSEARCH_BACKEND, else torch].")
 
 
 @main.command("index")
@@ -122,10 +126,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files (repeatable).")
 @click.option("--max-file-size", default="50MB", show_default=True, help="Skip larger files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@backend_option
 @json_option
 def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, pooling: str | None,
               layer: int | None, max_tokens: int | None, overlap: int | None, include: tuple[str, ...],
-              exclude: tuple[str, ...], max_file_size: str, quiet: bool, as_json: bool) -> None:
+              exclude: tuple[str, ...], max_file_size: str, quiet: bool, backend: str | None, as_json: bool) -> None:
     """Index files and folders (incrementally: only new and changed files are embedded)."""
     from .config import IndexConfig
     from .index import Index
@@ -139,7 +144,7 @@ def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, 
             raise UsageError(f"no such file or directory: {path}")
     err = _stderr()
     show = not quiet and not as_json and err.is_terminal
-    with Index.open_or_create(_index_path(index_dir), config, explicit=explicit) as index:
+    with Index.open_or_create(_index_path(index_dir), config, explicit=explicit, backend=backend) as index:
         if show:
             report = _index_with_progress(index, paths, include, exclude, max_bytes, err)
         else:
@@ -206,17 +211,18 @@ def _print_report(index: Index, report: IndexReport, err: Console) -> None:
 @click.option("--model", default=None, help="Refuse to run unless the index uses this model.")
 @click.option("--queries", "queries_file", type=click.File("r", encoding="utf-8"),
               help="Run one query per line of FILE (use - for stdin).")
+@backend_option
 @json_option
 def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, mode: str, scoring: str | None,
                rerank: bool, group_by: str | None, query_lang: str | None, model: str | None, queries_file: Any,
-               as_json: bool) -> None:
+               backend: str | None, as_json: bool) -> None:
     """Search the index with a query in any language."""
     from .index import Index
 
     if (query is None) == (queries_file is None):
         raise UsageError("give a QUERY or --queries FILE (one of them)")
     queries = [query] if query is not None else [line.strip() for line in queries_file if line.strip()]
-    with Index.open(_index_path(index_dir), model=model) as index:
+    with Index.open(_index_path(index_dir), model=model, backend=backend) as index:
         results = index.search_batch(queries, k, langs=_langs(langs), mode=mode, scoring=scoring, rerank=rerank,
                                      group_by=group_by, query_lang=query_lang)
     if as_json:
@@ -255,11 +261,12 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
 
 @main.command("tui")
 @index_option
-def tui_cmd(index_dir: str | None) -> None:
+@backend_option
+def tui_cmd(index_dir: str | None, backend: str | None) -> None:
     """Open the terminal UI: search as you type, preview passages, add folders."""
     from .tui import run
 
-    run(_index_path(index_dir))
+    run(_index_path(index_dir), backend=backend)
 
 
 @main.command("info")
@@ -311,9 +318,10 @@ model_option = click.option("--model", default=None, help="Model to evaluate [de
 @model_option
 @click.option("--index-dir", metavar="DIR",
               help="Build the evaluation index here and keep it [default: a temporary folder].")
+@backend_option
 @json_option
 def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, index_dir: str | None,
-                  as_json: bool) -> None:
+                  backend: str | None, as_json: bool) -> None:
     """Score retrieval on a BEIR-format test set.
 
     DIRECTORY holds corpus.jsonl, queries.jsonl and qrels/test.tsv. The corpus is indexed into a
@@ -324,7 +332,7 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
 
     data = load_beir(directory)
     configs = check_configs(modes)
-    encoder = _eval_encoder(model)
+    encoder = _eval_encoder(model, backend)
     with _eval_progress(_stderr()) as progress:
         rows = evaluate_beir(data, configs=configs, encoder=encoder, index_dir=index_dir, progress=progress)
     if as_json:
@@ -352,8 +360,10 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
 @click.option("--scoring", type=click.Choice(["plain", "centered", "csls"]), default="plain", show_default=True,
               help="Cosine, cosine of language-centred vectors, or centred + CSLS margin.")
 @model_option
+@backend_option
 @json_option
-def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str | None, as_json: bool) -> None:
+def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str | None, backend: str | None,
+                     as_json: bool) -> None:
     """Score translation retrieval into English on Tatoeba.
 
     For every tatoeba.xx-eng.xx / tatoeba.xx-eng.eng pair in DIRECTORY: the percentage of xx
@@ -363,7 +373,7 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str
 
     languages = _langs(langs)
     load_tatoeba(directory, languages=languages)  # bad folder or language: fail before loading the model
-    encoder = _eval_encoder(model)
+    encoder = _eval_encoder(model, backend)
     with _eval_progress(_stderr()) as progress:
         result = evaluate_tatoeba(directory, encoder=encoder, languages=languages, scoring=scoring, progress=progress)
     if as_json:
@@ -384,11 +394,11 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str
     out.print(table)
 
 
-def _eval_encoder(model: str | None) -> Encoder:
+def _eval_encoder(model: str | None, backend: str | None) -> Encoder:
     from .config import DEFAULT_MODEL
     from .embed.encoder import Encoder
 
-    return Encoder.load(model or DEFAULT_MODEL)
+    return Encoder.load(model or DEFAULT_MODEL, backend=backend)
 
 
 @contextmanager
@@ -416,7 +426,8 @@ def _eval_progress(err: Console) -> Iterator[Callable[[EvalProgress], None] | No
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; the default answers this machine only.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
-def serve_cmd(index_dir: str | None, host: str, port: int) -> None:
+@backend_option
+def serve_cmd(index_dir: str | None, host: str, port: int, backend: str | None) -> None:
     """Serve the index over HTTP: search, add and delete documents (API docs at /docs).
 
     An index that does not exist yet is created empty; add documents with POST /documents.
@@ -428,7 +439,7 @@ def serve_cmd(index_dir: str | None, host: str, port: int) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may search, add and delete "
                   "documents (the API has no authentication)")
-    with Index.open_or_create(_index_path(index_dir)) as index:
+    with Index.open_or_create(_index_path(index_dir), backend=backend) as index:
         shown = f"[{host}]" if ":" in host else host
         err.print(f"serving {index.path} on http://{shown}:{port} (API docs at /docs)", markup=False)
         run(index, host=host, port=port)

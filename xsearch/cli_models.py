@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .cli import _stderr, _stdout, json_option
+from .cli import _stderr, _stdout, backend_option, json_option
 from .errors import UsageError
 
 POOLING_CHOICE = click.Choice(["mean", "cls", "max", "mean_sqrt_len"])
@@ -104,15 +104,16 @@ def models_fill_mask(text: str, model: str, top_k: int, as_json: bool) -> None:
 @click.option("--tokens", is_flag=True, help="Token vectors with character offsets instead of sentence vectors.")
 @click.option("--as", "kind", type=click.Choice(["query", "passage", "plain"]), default="plain", show_default=True,
               help="Put the model's query or passage prefix in front.")
+@backend_option
 @json_option
 def embed_cmd(texts: tuple[str, ...], model: str, pooling: str, layer: int | None, tokens: bool, kind: str,
-              as_json: bool) -> None:
+              backend: str | None, as_json: bool) -> None:
     """Print sentence vectors of TEXTS (or, with --tokens, every token with its offsets and vector)."""
     from .embed.encoder import Encoder
 
     if any(not t.strip() for t in texts):
         raise UsageError("texts must not be empty")
-    encoder = Encoder.load(model, pooling=pooling, layer=layer)
+    encoder = Encoder.load(model, pooling=pooling, layer=layer, backend=backend)
     prefix_kind = None if kind == "plain" else kind
     out = _stdout()
     if tokens:

@@ -81,8 +81,11 @@ class IndexInfo:
 class Index:
     """An xsearch index directory. Use :meth:`create`, :meth:`open` or :meth:`open_or_create`."""
 
-    def __init__(self, path: Path, store: Store, *, encoder: Encoder | None = None) -> None:
+    def __init__(self, path: Path, store: Store, *, encoder: Encoder | None = None,
+                 backend: str | None = None) -> None:
         self.path = path
+        self.backend = backend
+        """How the encoder runs when the index loads it (see :data:`~xsearch.config.BACKENDS`)."""
         self.store = store
         self.config = IndexConfig.from_settings(store.settings())
         self._encoder = encoder
@@ -97,12 +100,14 @@ class Index:
     def create(cls, path: str | os.PathLike[str], config: IndexConfig | None = None, *,
                model: str | None = None, pooling: str | None = None, layer: int | None = None,
                max_tokens: int | None = None, overlap: int | None = None, scoring: str | None = None,
-               token_vectors: bool | None = None, encoder: Encoder | None = None) -> Index:
+               token_vectors: bool | None = None, encoder: Encoder | None = None,
+               backend: str | None = None) -> Index:
         """Create a new, empty index at ``path`` (the directory may exist but must be empty).
 
         Its settings are ``config``'s (the defaults if None) with the keywords given on top,
         e.g. ``Index.create("idx", model="multilingual-e5-small", pooling="mean")``; they are
         saved in the index and used by every later write and query (see :class:`IndexConfig`).
+        ``backend`` says how the encoder runs in this process (``"torch"`` or ``"onnx"``).
         """
         from .search.engine import SCORINGS
 
@@ -124,7 +129,7 @@ class Index:
             raise UsageError(f"{path} already holds an xsearch index")
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"{path} exists and is not an xsearch index")
-        encoder = encoder or _load_encoder(config)
+        encoder = encoder or _load_encoder(config, backend)
         path.mkdir(parents=True, exist_ok=True)
         store = Store(path, create=True)
         info = encoder.info
@@ -137,18 +142,18 @@ class Index:
             "xsearch_version": __version__,
             "created_at": time.time(),
         })
-        return cls(path, store, encoder=encoder)
+        return cls(path, store, encoder=encoder, backend=backend)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, model: str | None = None, pooling: str | None = None,
-             layer: int | None = None, encoder: Encoder | None = None) -> Index:
+             layer: int | None = None, encoder: Encoder | None = None, backend: str | None = None) -> Index:
         """Open an existing index; ``model``/``pooling``/``layer``, if given, must match it."""
         path = Path(path)
         if not path.exists():
             raise IndexNotFoundError(f"no index at {path} (run `xsearch index FOLDER --index {path}` first)")
         if not (path / DB_NAME).is_file():
             raise IndexNotFoundError(f"{path} is not an xsearch index (no {DB_NAME})")
-        index = cls(path, Store(path))
+        index = cls(path, Store(path), backend=backend)
         index._check_matches(model=model, pooling=pooling, layer=layer)
         if encoder is not None:
             index._check_encoder(encoder)
@@ -157,7 +162,8 @@ class Index:
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike[str], config: IndexConfig | None = None, *,
-                       explicit: Sequence[str] = (), encoder: Encoder | None = None) -> Index:
+                       explicit: Sequence[str] = (), encoder: Encoder | None = None,
+                       backend: str | None = None) -> Index:
         """Open the index at ``path`` or create it with ``config``.
 
         ``explicit`` names the config fields the caller chose on purpose; those must match an
@@ -167,10 +173,10 @@ class Index:
         if (path / DB_NAME).is_file():
             config = config or IndexConfig()
             wanted = {name: getattr(config, name) for name in explicit}
-            index = cls.open(path, encoder=encoder)
+            index = cls.open(path, encoder=encoder, backend=backend)
             index._check_matches(**wanted)
             return index
-        return cls.create(path, config, encoder=encoder)
+        return cls.create(path, config, encoder=encoder, backend=backend)
 
     def _check_matches(self, **wanted: Any) -> None:
         for name, value in wanted.items():
@@ -210,7 +216,7 @@ class Index:
         if self._encoder is None:
             with self._encoder_lock:
                 if self._encoder is None:
-                    encoder = _load_encoder(self.config)
+                    encoder = _load_encoder(self.config, self.backend)
                     if encoder.dim != self.store.dim:
                         raise IndexMismatchError(f"model {self.config.model!r} makes {encoder.dim}-d vectors; "
                                                  f"index {self.path} holds {self.store.dim}-d vectors")
@@ -513,10 +519,10 @@ def _text_items(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | Non
     return items
 
 
-def _load_encoder(config: IndexConfig) -> Encoder:
+def _load_encoder(config: IndexConfig, backend: str | None) -> Encoder:
     from .embed.encoder import Encoder
 
-    return Encoder.load(config.model, pooling=config.pooling, layer=config.layer)
+    return Encoder.load(config.model, pooling=config.pooling, layer=config.layer, backend=backend)
 
 
 __all__ = ["Index", "IndexInfo", "Skipped", "default_index_path"]

@@ -16,24 +16,29 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from queue import Empty, Full, Queue
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
 from .search.rerank import content_mask
 from .store.db import ChunkTokens, FileState, NewDocument, text_source
-from .types import Document, Skipped, SourceFile
+from .types import Chunk, Document, Skipped, SourceFile
 
 if TYPE_CHECKING:
     from .embed.encoder import TokenEmbeddings
     from .index import Index
 
+T = TypeVar("T")
+
 GROUP_CHUNKS = 512
 """Chunks embedded and committed together (also the window for sorting by length)."""
 GROUP_FILES = 64
+PREFETCH_GROUPS = 2
+"""Groups of files read and chunked ahead of the encoder."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +92,13 @@ def is_under(path: str, roots: Sequence[Path]) -> bool:
 def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                 exclude: Sequence[str] = (), max_file_bytes: int | None = None,
                 progress: Callable[[IndexProgress], None] | None = None,
-                cancel: threading.Event | None = None) -> IndexReport:
+                cancel: threading.Event | None = None, prefetch: int = PREFETCH_GROUPS) -> IndexReport:
     """Bring ``index`` up to date with the files under ``paths`` (see the module docstring).
 
-    Setting ``cancel`` stops the run before the next file; finished groups stay committed.
+    Extraction, language detection and chunking run in a thread of their own, up to
+    ``prefetch`` groups of files ahead of embedding, so the encoder never waits on a parser
+    (``prefetch=0``: all in this thread, one step after the other; the result is the same).
+    Setting ``cancel`` stops the run before the next group; finished groups stay committed.
     """
     started = time.perf_counter()
     notify = progress or (lambda _p: None)
@@ -133,27 +141,20 @@ def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, includ
     counts = {"added": 0, "updated": 0, "documents": 0, "chunks": 0, "files_done": 0}
     notify(IndexProgress("embed", len(todo), 0, 0))
     pending_removed = removed if todo else []
-    group: list[tuple[FileState, list[Document]]] = []
-    group_chars = 0
-    cancelled = False
-    for n, (source, digest) in enumerate(todo, 1):
-        if cancel is not None and cancel.is_set():
-            cancelled, pending_removed = True, []
+    stop = cancel or threading.Event()
+    groups = _file_groups(todo, skipped, stop)
+    prepared = (_prepare(index, group, files_done) for group, files_done in groups)
+    for batch in prefetched(prepared, prefetch, stop) if prefetch else prepared:
+        if stop.is_set():
             break
-        try:
-            docs = extract(source)
-        except ExtractionError as exc:
-            skipped.append(Skipped(source.path, str(exc)))
-            docs = []
-        if docs:
-            group.append((FileState(source.path, digest, source.mtime, source.size), docs))
-            group_chars += sum(len(d.text) for d in docs)
-        if group and (n == len(todo) or len(group) >= GROUP_FILES or group_chars >= GROUP_CHUNKS * 600):
-            _embed_and_store(index, group, pending_removed, known, counts)
-            pending_removed, group, group_chars = [], [], 0
-        counts["files_done"] = n
-        if not group:
-            notify(IndexProgress("embed", len(todo), n, counts["chunks"]))
+        if batch.group:
+            _embed_and_store(index, batch, pending_removed, known, counts)
+            pending_removed = []
+        counts["files_done"] = batch.files_done
+        notify(IndexProgress("embed", len(todo), batch.files_done, counts["chunks"]))
+    cancelled = counts["files_done"] < len(todo)
+    if cancelled:  # deleted files are forgotten only by a run that saw everything through
+        pending_removed = []
     if pending_removed:
         index.store.replace_files(pending_removed, [])
     notify(IndexProgress("done", len(todo), counts["files_done"], counts["chunks"]))
@@ -199,22 +200,121 @@ def index_texts(index: Index, items: Sequence[TextItem]) -> None:
         group.append((state, [doc]))
         group_chars += len(item.text)
         if n == len(items) or len(group) >= GROUP_CHUNKS or group_chars >= GROUP_CHUNKS * 600:
-            _embed_and_store(index, group, [], {}, counts)
+            _embed_and_store(index, _prepare(index, group, n), [], {}, counts)
             group, group_chars = [], 0
 
 
-def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]], removed: Sequence[str],
+def _file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped], stop: threading.Event
+                 ) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
+    """Extract the files of ``todo`` and yield them in groups, with the count of files done.
+
+    Files that cannot be extracted go to ``skipped``; the last group may be empty (all of its
+    files skipped), so that the count reaches the end.
+    """
+    group: list[tuple[FileState, list[Document]]] = []
+    group_chars = 0
+    for n, (source, digest) in enumerate(todo, 1):
+        if stop.is_set():
+            return
+        try:
+            docs = extract(source)
+        except ExtractionError as exc:
+            skipped.append(Skipped(source.path, str(exc)))
+            docs = []
+        if docs:
+            group.append((FileState(source.path, digest, source.mtime, source.size), docs))
+            group_chars += sum(len(d.text) for d in docs)
+        if n == len(todo) or len(group) >= GROUP_FILES or group_chars >= GROUP_CHUNKS * 600:
+            yield group, n
+            group, group_chars = [], 0
+
+
+@dataclass(frozen=True)
+class PreparedGroup:
+    """A group of files read, language-detected and chunked: ready for the encoder."""
+
+    group: list[tuple[FileState, list[Document]]]
+    docs: list[Document]
+    chunks: list[list[Chunk]]
+    files_done: int
+
+
+def _prepare(index: Index, group: list[tuple[FileState, list[Document]]], files_done: int) -> PreparedGroup:
+    if not group:
+        return PreparedGroup(group, [], [], files_done)
+    config = index.config
+    docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
+    chunks = chunk_documents(docs, index.encoder.count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
+    return PreparedGroup(group, docs, chunks, files_done)
+
+
+_END = object()
+
+
+def prefetched(items: Iterator[T], depth: int, stop: threading.Event) -> Iterator[T]:
+    """The items of ``items``, produced by a thread of their own up to ``depth`` ahead.
+
+    An exception in the producer is raised here, at the item where it happened. Setting
+    ``stop``, or leaving the loop early, ends the producer at its next item.
+    """
+    queue: Queue[Any] = Queue(maxsize=depth)
+    finished = threading.Event()
+
+    def put(item: object) -> bool:
+        while not (stop.is_set() or finished.is_set()):
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(_Failure(exc))
+            return
+        put(_END)
+
+    worker = threading.Thread(target=produce, name="xsearch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                item = queue.get(timeout=0.1)
+            except Empty:
+                if stop.is_set() or not worker.is_alive() and queue.empty():
+                    return
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        finished.set()
+        worker.join()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+def _embed_and_store(index: Index, batch: PreparedGroup, removed: Sequence[str],
                      known: dict[str, FileState], counts: dict[str, int]) -> None:
     encoder = index.encoder
     config = index.config
-    docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
-    chunk_lists = chunk_documents(docs, encoder.count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
+    docs, chunk_lists = batch.docs, batch.chunks
     texts = [c.text for chunks in chunk_lists for c in chunks]
     vectors, token_vectors = encoder.embed(texts, kind="passage", tokens=config.token_vectors)
-    kept = [_content_tokens(t) for t in token_vectors] if config.token_vectors else None
+    kept = [content_tokens(t) for t in token_vectors] if config.token_vectors else None
     added = []
     pos = doc_pos = 0
-    for state, file_docs in group:
+    for state, file_docs in batch.group:
         new_docs = []
         for _ in file_docs:
             chunks = chunk_lists[doc_pos]
@@ -229,7 +329,7 @@ def _embed_and_store(index: Index, group: list[tuple[FileState, list[Document]]]
     counts["chunks"] += pos
 
 
-def _content_tokens(tokens: TokenEmbeddings) -> ChunkTokens:
+def content_tokens(tokens: TokenEmbeddings) -> ChunkTokens:
     """The tokens worth keeping for late interaction: letters, digits and marks only."""
     keep = content_mask(tokens.text, tokens.offsets, tokens.special)
     return ChunkTokens(tokens.offsets[keep], tokens.vectors[keep])

@@ -14,12 +14,17 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config import BACKENDS
 from ..errors import ModelError
 from .registry import CARDS, ResolvedModel, resolve_model
 from .pooling import POOLING_MODES, pool
+
+if TYPE_CHECKING:
+    from .onnx import OnnxRunner
 
 DEFAULT_BATCH_TOKENS = 8192
 """Upper bound on padded tokens per forward pass."""
@@ -46,6 +51,11 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="sentence_transformers")
+
+
+def default_backend() -> str:
+    """``$XSEARCH_BACKEND`` if set, else ``torch``."""
+    return os.environ.get("XSEARCH_BACKEND") or "torch"
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MAX_BATCH_SIZE) -> Iterator[list[int]]:
@@ -105,15 +115,19 @@ class Encoder:
     """
 
     def __init__(self, resolved: ResolvedModel, *, pooling: str = "mean", layer: int | None = None,
-                 max_length: int | None = None, threads: int | None = None) -> None:
+                 max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> None:
         if pooling not in POOLING_MODES:
             raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        backend = backend or default_backend()
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         import torch
 
         _quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        threads = threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
         try:
             self._st = SentenceTransformer(str(resolved.path), device="cpu", local_files_only=True)
         except (OSError, ValueError) as exc:
@@ -141,12 +155,25 @@ class Encoder:
             query_prefix=prompts.get("query", resolved.query_prefix),
             passage_prefix=prompts.get("passage", prompts.get("document", resolved.passage_prefix)),
         )
+        self.backend = backend
+        self._onnx: OnnxRunner | None = None
+        if backend == "onnx":
+            from .onnx import OnnxRunner, build_onnx_model
+            from .registry import cache_dir
+
+            self._onnx = OnnxRunner(build_onnx_model(self._transformer, resolved.path, layer, cache_dir()),
+                                    threads=threads)
 
     @classmethod
     def load(cls, model: str, *, pooling: str = "mean", layer: int | None = None,
-             max_length: int | None = None, threads: int | None = None) -> Encoder:
-        """Resolve ``model`` offline (see :func:`resolve_model`) and load it."""
-        return cls(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length, threads=threads)
+             max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> Encoder:
+        """Resolve ``model`` offline (see :func:`resolve_model`) and load it.
+
+        ``backend`` is ``"torch"`` or ``"onnx"`` (int8, built and cached on first use);
+        ``$XSEARCH_BACKEND`` sets the default (see :func:`default_backend`).
+        """
+        return cls(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length, threads=threads,
+                   backend=backend)
 
     @property
     def dim(self) -> int:
@@ -256,6 +283,10 @@ class Encoder:
             return self.tokenizer.convert_ids_to_tokens(ids)
 
     def _hidden(self, input_ids, mask):
+        if self._onnx is not None:
+            import torch
+
+            return torch.from_numpy(self._onnx(input_ids.numpy(), mask.numpy()))
         layer = self.info.layer
         outputs = self._transformer(input_ids=input_ids, attention_mask=mask,
                                     output_hidden_states=layer is not None)

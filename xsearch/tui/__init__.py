@@ -8,11 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run(index_path: Path) -> None:
-    """Open the terminal UI on the index at ``index_path`` (created by the first folder added)."""
+def run(index_path: Path, *, backend: str | None = None) -> None:
+    """Open the terminal UI on the index at ``index_path`` (created by the first folder added).
+
+    ``backend`` says how the encoder runs (see :data:`xsearch.config.BACKENDS`).
+    """
     from .app import XsearchApp
 
-    XsearchApp(index_path).run()
+    XsearchApp(index_path, backend=backend).run()
 
 
 __all__ = ["run"]

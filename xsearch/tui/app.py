@@ -97,9 +97,10 @@ class XsearchApp(App[None]):
             super().__init__()
             self.job, self.report, self.error = job, report, error
 
-    def __init__(self, index_path: Path, *, options: SearchOptions | None = None) -> None:
+    def __init__(self, index_path: Path, *, options: SearchOptions | None = None, backend: str | None = None) -> None:
         super().__init__()
         self.index_path = Path(index_path)
+        self.backend = backend
         self.index: Index | None = None
         self.options = options or SearchOptions()
         self.job: IndexJob | None = None
@@ -133,7 +134,7 @@ class XsearchApp(App[None]):
     def open_index(self) -> None:
         """Open the index and load its model off the UI thread."""
         try:
-            index = Index.open(self.index_path)
+            index = Index.open(self.index_path, backend=self.backend)
             index.warm()
         except XsearchError as exc:
             self.post_message(self.IndexReady(None, str(exc)))
@@ -305,7 +306,7 @@ class XsearchApp(App[None]):
             if (self.index_path / DB_NAME).is_file():
                 writer = Index.open(self.index_path, encoder=encoder)
             else:
-                writer = Index.create(self.index_path, encoder=encoder)
+                writer = Index.create(self.index_path, encoder=encoder, backend=self.backend)
             with writer:
                 report = writer.add_paths([job.folder], cancel=job.cancel,
                                           progress=lambda p: self.post_message(self.IndexingProgress(job, p)))

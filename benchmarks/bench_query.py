@@ -1,0 +1,155 @@
+"""Query latency on a 100k-chunk index: embed, first stage, rerank, total.
+
+    python benchmarks/bench_query.py [--chunks 100000] [--queries 200] [--backend onnx]
+
+Builds a real index (SQLite, token store, FAISS IVF-PQ) of ``--chunks`` chunks: the
+bible-nt-7 passages of ../shared/data are chunked and embedded for real (sentence and token
+vectors), then stored again as replicas under other paths, with their vectors moved by a
+little Gaussian noise, until the index holds ``--chunks`` chunks. Queries are the real
+bible-nt-7 queries (seven languages). Prints a markdown table of p50 / p95 milliseconds for:
+encoding the query (sentence + token vectors), the ANN search alone, a whole search without
+rerank, a whole search with the late-interaction rerank of the top 100, and the rerank's
+share; the ANN's recall@10 against exact search in the same run; RAM and disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from xsearch import Index  # noqa: E402
+from xsearch.ann.factory import exact_top_k  # noqa: E402
+from xsearch.ingest import chunk_documents, detect_document_languages, detect_languages  # noqa: E402
+from xsearch.pipeline import content_tokens  # noqa: E402
+from xsearch.search.engine import RERANK_CANDIDATES, prepare  # noqa: E402
+from xsearch.store.db import ChunkTokens, FileState, NewDocument  # noqa: E402
+from xsearch.types import Document  # noqa: E402
+
+BIBLE = ROOT.parent / "shared" / "data" / "bible-nt-7"
+GROUP = 2000
+
+
+def percentiles(ms: list[float]) -> str:
+    return f"{statistics.median(ms):.1f} / {np.percentile(ms, 95):.1f}"
+
+
+def fill(index: Index, target: int, rng: np.random.Generator) -> tuple[int, float]:
+    """Store real chunks, then noisy replicas of them, until the index holds ``target`` chunks."""
+    rows = [json.loads(line) for line in open(BIBLE / "corpus.jsonl", encoding="utf-8")]
+    docs = detect_document_languages([Document(path=f"/bench/orig/{r['_id']}", text=r["text"], title=r.get("title", ""))
+                                      for r in rows])
+    chunk_lists = chunk_documents(docs, index.encoder.count_tokens, max_tokens=index.config.max_tokens,
+                                  overlap=index.config.overlap)
+    texts = [c.text for chunks in chunk_lists for c in chunks]
+    t0 = time.perf_counter()
+    vectors, token_embeddings = index.encoder.embed(texts, kind="passage", tokens=True)
+    embed_s = time.perf_counter() - t0
+    tokens = [content_tokens(t) for t in token_embeddings]
+    starts = np.cumsum([0] + [len(c) for c in chunk_lists])
+    stored, replica = 0, 0
+    while stored < target:
+        added = []
+        for n, (doc, chunks) in enumerate(zip(docs, chunk_lists)):
+            if stored >= target:
+                break
+            a, b = starts[n], starts[n + 1]
+            vecs, toks = vectors[a:b], tokens[a:b]
+            if replica:
+                vecs = vecs + rng.standard_normal(vecs.shape, dtype=np.float32) * 0.01
+                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+                toks = [ChunkTokens(t.offsets, t.vectors + rng.standard_normal(t.vectors.shape, dtype=np.float32) * 0.05)
+                        for t in toks]
+            path = f"/bench/r{replica}/{n}"
+            added.append((FileState(path, f"{replica}-{n}", 0.0, len(doc.text)),
+                          [NewDocument(Document(path=path, text=doc.text, title=doc.title, lang=doc.lang),
+                                       chunks, vecs, toks)]))
+            stored += len(chunks)
+            if len(added) == GROUP:
+                index.store.replace_files([], added)
+                added = []
+        if added:
+            index.store.replace_files([], added)
+        replica += 1
+    return stored, embed_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backend", default=None, help="encoder backend [default: xsearch's]")
+    args = parser.parse_args()
+    if not BIBLE.is_dir():
+        print(f"skipped: needs {BIBLE}")
+        return
+    rng = np.random.default_rng(0)
+    queries = [json.loads(line)["text"] for line in open(BIBLE / "queries.jsonl", encoding="utf-8")][: args.queries]
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index.create(Path(tmp) / "index", backend=args.backend)
+        index.warm()
+        t0 = time.perf_counter()
+        stored, embed_s = fill(index, args.chunks, rng)
+        fill_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ann = index._sync_ann(save=True)
+        ann_build_s = time.perf_counter() - t0
+        info = index.info()
+
+        for q in queries[:5]:  # warm every path
+            index.search(q, k=10)
+        timings: dict[str, list[float]] = {"encode": [], "ann": [], "dense": [], "rerank": []}
+        means = index.store.language_means()
+        for q in queries:
+            t0 = time.perf_counter()
+            index.encoder.embed([q], kind="query", tokens=True)
+            timings["encode"].append((time.perf_counter() - t0) * 1000)
+            qv = prepare(index.encoder.encode_queries([q]), detect_languages([q]), index.config.scoring, means)
+            t0 = time.perf_counter()
+            ann.search(qv, RERANK_CANDIDATES)
+            timings["ann"].append((time.perf_counter() - t0) * 1000)
+            for name, rerank in (("dense", False), ("rerank", True)):
+                t0 = time.perf_counter()
+                index.search(q, k=10, rerank=rerank)
+                timings[name].append((time.perf_counter() - t0) * 1000)
+
+        stored_vectors = index.store.all_vectors()
+        base = index._ann_vectors(stored_vectors)
+        qv = prepare(index.encoder.encode_queries(queries[:100]), detect_languages(queries[:100]),
+                     index.config.scoring, means)
+        exact = stored_vectors.ids[exact_top_k(qv, base, 10)]
+        _, found = ann.search(qv, 10)
+        raw = float(np.mean([np.isin(e, f).mean() for e, f in zip(exact, found)]))
+        from xsearch.ann.factory import measured_recall
+
+        rescored = measured_recall(ann, base, stored_vectors.ids, qv, ann.nprobe)
+        index.close()
+
+    rerank_ms = [r - d for r, d in zip(timings["rerank"], timings["dense"])]
+    print(f"\n{stored:,} chunks ({info.index_type}, nprobe {ann.nprobe}); filled in {fill_s:.0f} s "
+          f"(embedding {embed_s:.0f} s), ANN built in {ann_build_s:.1f} s; {len(queries)} queries in 7 languages; "
+          f"{os.cpu_count()} cores, backend {index.encoder.backend}\n")
+    print("| step | p50 / p95 ms |\n|---|---|")
+    print(f"| encode the query (sentence + token vectors) | {percentiles(timings['encode'])} |")
+    print(f"| ANN search, top {RERANK_CANDIDATES} | {percentiles(timings['ann'])} |")
+    print(f"| whole search, no rerank | {percentiles(timings['dense'])} |")
+    print(f"| whole search, rerank of the top {RERANK_CANDIDATES} (default) | {percentiles(timings['rerank'])} |")
+    print(f"| of which rerank | {percentiles(rerank_ms)} |")
+    print(f"\nANN recall@10 vs exact: {raw:.3f} raw, {rescored:.3f} after exact re-scoring of the top 100; "
+          f"disk {info.bytes_on_disk / stored:,.0f} bytes per chunk; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
