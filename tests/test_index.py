@@ -201,7 +201,9 @@ def test_vectors_are_stored_exactly_enough(sample_index: Index, encoder) -> None
     ids, vectors = stored.ids, stored.vectors
     row = sample_index.store.chunk_rows([int(ids[0])])[int(ids[0])]
     fresh = encoder.encode_passages([row.text])[0]
-    assert float(fresh @ vectors[0]) > 0.999
+    # float16 storage costs ~1e-5 of cosine; int8 activations, scaled per batch, move a vector
+    # encoded alone by ~3e-3 from the one encoded with its neighbours
+    assert float(fresh @ vectors[0]) > (0.995 if encoder.backend == "onnx" else 0.999)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
 
 

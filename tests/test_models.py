@@ -30,7 +30,9 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def tiny_encoders(tiny_xlmr: Path) -> dict[tuple[str, int | None], Encoder]:
-    return {(mode, layer): Encoder.load(str(tiny_xlmr), pooling=mode, layer=layer)
+    """fp32 torch encoders: pooling is checked to float precision here; the int8 backend's
+    agreement with them is checked in test_backends."""
+    return {(mode, layer): Encoder.load(str(tiny_xlmr), pooling=mode, layer=layer, backend="torch")
             for mode in ("mean", "cls", "max", "mean_sqrt_len") for layer in (None, 1)}
 
 

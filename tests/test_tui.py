@@ -177,7 +177,8 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
         index.add_paths([write_folder(tmp_path / "first")])
         before = index.info()
     big = tmp_path / "big"
-    for n in range(4):  # long enough to search while it runs
+    copies = 12  # long enough to search while it runs, even with the fast encoder
+    for n in range(copies):
         shutil.copytree(SAMPLE, big / f"copy{n}")
     monkeypatch.setattr(pipeline, "GROUP_FILES", 4)  # small commits: a cancel lands within a few files
     app = XsearchApp(index_dir)
@@ -199,7 +200,7 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
     with Index.open(index_dir) as index:  # intact: what was committed stays, the rest comes with the next run
         index.store.check()
         committed = index.info().files
-        assert before.files <= committed < before.files + 4 * 39
+        assert before.files <= committed < before.files + copies * 39
         hits = index.search("mariposa de alas de cristal", k=1)
         assert hits and hits[0].path.endswith("mariposa.md")
         report = index.add_paths([big])

@@ -109,8 +109,8 @@ index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEAR
                             help="Index directory [default: ./indexes/default, or $XSEARCH_INDEX].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 backend_option = click.option("--backend", type=click.Choice(BACKENDS), envvar="XSEARCH_BACKEND", default=None,
-                              help="Run the encoder with torch (fp32) or ONNX Runtime (int8, built once) "
-                                   "[default: $XSEARCH_BACKEND, else torch].")
+                              help="Run the encoder with ONNX Runtime (int8, built once from the local model) or "
+                                   "torch (fp32) [default: $XSEARCH_BACKEND, else onnx].")
 
 
 @main.command("index")
