@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py)
 
 from xsearch.ann import FaissIndex, build, choose_factory, default_nprobe  # noqa: E402
 
@@ -73,6 +75,17 @@ def rescore(queries: np.ndarray, base: np.ndarray, positions: np.ndarray, k: int
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([np.isin(t, f).mean() for f, t in zip(found, truth)]))
+
+
+def loaded_ram_mb(path: Path) -> float:
+    """Resident memory a fresh process gains by reading the saved index: what a searcher holds."""
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from memory import rss_mb; "
+            "from xsearch.ann import FaissIndex; before = rss_mb(); index = FaissIndex.load(sys.argv[3]); "
+            "print(rss_mb() - before)")
+    here = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-c", code, str(here), str(here.parent), str(path)],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def measure(index: FaissIndex, queries, base, ids, truth, nprobe: int | None, singles: int) -> dict:
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(tmp) / "index.ann"
             index.save(path)
             per_vector = path.stat().st_size / args.n
+            ram_mb = loaded_ram_mb(path)
             if index.nlist:
                 d = default_nprobe(index.nlist)
                 probes = sorted({max(1, d // 4), max(1, d // 2), d, 2 * d, 4 * d})
@@ -136,18 +150,18 @@ def main(argv: list[str] | None = None) -> None:
                 label = "-" if nprobe is None else str(nprobe)
                 if nprobe is not None and nprobe == index.nprobe:
                     label += " (default)"
-                rows.append((factory, label, build_s, per_vector, result))
+                rows.append((factory, label, build_s, per_vector, ram_mb, result))
 
-    print(f"| index | nprobe | build s | bytes/vec on disk | p50 ms | p95 ms | QPS (batch) "
+    print(f"| index | nprobe | build s | bytes/vec on disk | RAM loaded | p50 ms | p95 ms | QPS (batch) "
           f"| recall@{K} raw | recall@{K} rescored top-{CANDIDATES} |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
-    for factory, label, build_s, per_vector, r in rows:
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for factory, label, build_s, per_vector, ram_mb, r in rows:
         print(
-            f"| {factory} | {label} | {build_s:.1f} | {per_vector:.0f} | {r['p50']:.2f} "
+            f"| {factory} | {label} | {build_s:.1f} | {per_vector:.0f} | {ram_mb:,.0f} MB | {r['p50']:.2f} "
             f"| {r['p95']:.2f} | {r['qps']:,.0f} | {r['raw']:.3f} | {r['rescored']:.3f} |"
         )
     data_mb = (base.nbytes + queries.nbytes) / 2**20
-    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB, of which "
+    print(f"\npeak RSS {peak_rss_mb():,.0f} MB, of which "
           f"{data_mb:,.0f} MB are the float32 vectors held for ground truth and re-scoring "
           "(an index keeps them on disk, as float16, in SQLite)")
 

@@ -19,7 +19,6 @@ import argparse
 import html
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py)
 
 BIBLE = ROOT.parent / "shared" / "data" / "bible-nt-7" / "corpus.jsonl"
 
@@ -74,7 +75,7 @@ def run_one(folder: str, index_dir: str, config: str) -> None:
         report = pipeline.index_paths(index, [folder], prefetch=0 if reading == "serial" else pipeline.PREFETCH_GROUPS)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     print(json.dumps({"files": report.files_added, "chunks": report.chunks_added, "seconds": wall, "cpu": cpu,
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "rss_mb": peak_rss_mb(),
                       "skipped": len(report.skipped)}))
 
 

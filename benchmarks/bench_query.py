@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py)
 
 from xsearch import Index  # noqa: E402
 from xsearch.ann.factory import exact_top_k  # noqa: E402
@@ -134,6 +135,8 @@ def main() -> None:
         from xsearch.ann.factory import measured_recall
 
         rescored = measured_recall(ann, base, stored_vectors.ids, qv, ann.nprobe)
+        sweep = [(nprobe, measured_recall(ann, base, stored_vectors.ids, qv, nprobe))
+                 for nprobe in (8, 16, 32, 64) if nprobe <= ann.nlist]
         index.close()
 
     rerank_ms = [r - d for r, d in zip(timings["rerank"], timings["dense"])]
@@ -148,7 +151,8 @@ def main() -> None:
     print(f"| of which rerank | {percentiles(rerank_ms)} |")
     print(f"\nANN recall@10 vs exact: {raw:.3f} raw, {rescored:.3f} after exact re-scoring of the top 100; "
           f"disk {info.bytes_on_disk / stored:,.0f} bytes per chunk; "
-          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+          f"peak RSS {peak_rss_mb():,.0f} MB")
+    print("re-scored recall@10 by nprobe: " + ", ".join(f"{n}: {r:.3f}" for n, r in sweep))
 
 
 if __name__ == "__main__":
