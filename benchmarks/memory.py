@@ -1,4 +1,4 @@
-"""Peak resident memory of this process, for the benchmarks' tables."""
+"""Resident memory of this process, now and at its peak, for the benchmarks' tables."""
 
 from __future__ import annotations
 

@@ -58,9 +58,10 @@ def _quiet_transformers() -> None:
 def default_backend() -> str:
     """``$XSEARCH_BACKEND`` if set, else ``onnx`` where ONNX Runtime is installed, else ``torch``.
 
-    The int8 ONNX encoder measured 3.7x the sentences/s of sentence-transformers' fp32
-    ``encode`` on short texts and 3.3x the tokens/s on long ones, at a cosine of 0.997 to the
-    fp32 vectors and within 0.4 Tatoeba points (``benchmarks/bench_encoder.py``).
+    The int8 ONNX encoder measured 2.8x the sentences/s of sentence-transformers' fp32
+    ``encode`` on short texts and 2.7x the tokens/s on long ones (3.7x and 3.3x in a run with a
+    slower baseline), at a cosine of 0.997 to the fp32 vectors and within 0.4 Tatoeba points
+    (``benchmarks/bench_encoder.py``).
     """
     from .onnx import available
 
