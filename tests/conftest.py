@@ -34,7 +34,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def encoder(model_cache: Path):
     """The real default model (multilingual-e5-small from the bundled 4-bit weights), on the
-    default backend (int8 ONNX Runtime)."""
+    default backend (int8 OpenVINO)."""
     from xsearch.embed.encoder import Encoder
 
     return Encoder.load("multilingual-e5-small")

@@ -1,4 +1,4 @@
-"""The int8 ONNX Runtime backend agrees with the torch fp32 encoder, and token-budget batching keeps order."""
+"""The int8 backends (OpenVINO, ONNX Runtime) agree with the torch fp32 encoder; token-budget batching keeps order."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import pytest
 from conftest import SAMPLE, run_cli
 from xsearch import Index
 from xsearch.embed.encoder import Encoder, token_budget_batches
+from xsearch.embed.export import MANIFEST
+from xsearch.embed.registry import resolve_model
 from xsearch.errors import ModelError
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+COMPILED = ("openvino", "onnx")
+MODEL_FILES = {"openvino": "model.xml", "onnx": "model.onnx"}
 
 SENTENCES = [
     "Die Photosynthese wandelt Lichtenergie in chemische Energie um.",
@@ -42,22 +48,39 @@ def onnx_encoder(model_cache: Path) -> Encoder:
 
 
 @pytest.fixture(scope="module")
+def openvino_encoder(encoder: Encoder) -> Encoder:
+    assert encoder.backend == "openvino"
+    return encoder
+
+
+@pytest.fixture
+def encoders(request: pytest.FixtureRequest) -> dict[str, Encoder]:
+    """The loaded default-model encoders by backend, loaded only when a test asks for one."""
+    class Lazy(dict):
+        def __missing__(self, backend: str) -> Encoder:
+            return request.getfixturevalue(f"{backend}_encoder")
+    return Lazy()
+
+
+@pytest.fixture(scope="module")
 def torch_encoder(model_cache: Path) -> Encoder:
     return Encoder.load("multilingual-e5-small", backend="torch")
 
 
-def test_onnx_is_the_default(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_openvino_is_the_default(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
     from xsearch.embed.encoder import default_backend
 
-    assert encoder.backend == "onnx" == default_backend()
+    assert encoder.backend == "openvino" == default_backend()
     monkeypatch.setenv("XSEARCH_BACKEND", "torch")
     assert default_backend() == "torch"
 
 
-def test_onnx_vectors_agree_with_torch(torch_encoder: Encoder, onnx_encoder: Encoder) -> None:
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_vectors_agree_with_torch(backend: str, torch_encoder: Encoder, encoders: dict[str, Encoder]) -> None:
+    compiled = encoders[backend]
     texts = SENTENCES + sample_passages()
     reference, tokens_ref = torch_encoder.embed(texts, kind="passage", tokens=True)
-    vectors, tokens = onnx_encoder.embed(texts, kind="passage", tokens=True)
+    vectors, tokens = compiled.embed(texts, kind="passage", tokens=True)
     cosines = np.sum(reference * vectors, axis=1)
     assert cosines.mean() >= 0.98 and cosines.min() >= 0.95, (cosines.mean(), cosines.min())
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
@@ -67,23 +90,50 @@ def test_onnx_vectors_agree_with_torch(torch_encoder: Encoder, onnx_encoder: Enc
         cos = np.sum(a.vectors * b.vectors, axis=1) / (np.linalg.norm(a.vectors, axis=1) * np.linalg.norm(b.vectors, axis=1))
         assert cos.mean() >= 0.95
     # translations still find each other
-    queries = onnx_encoder.encode_queries(["How do plants turn light into chemical energy?"])
-    assert int(np.argmax(onnx_encoder.encode_passages(SENTENCES) @ queries[0])) in (0, 1, 2)
+    queries = compiled.encode_queries(["How do plants turn light into chemical energy?"])
+    assert int(np.argmax(compiled.encode_passages(SENTENCES) @ queries[0])) in (0, 1, 2)
 
 
-def test_onnx_model_is_built_once_and_cached(onnx_encoder: Encoder, model_cache: Path) -> None:
-    files = list((model_cache / "onnx").glob("*/model.onnx"))
-    assert len(files) == 1 and not list((model_cache / "onnx").glob(".*tmp*"))
-    again = Encoder.load("multilingual-e5-small", backend="onnx")
-    assert list((model_cache / "onnx").glob("*/model.onnx")) == files
-    assert np.allclose(again.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
+def default_model_builds(cache: Path, backend: str) -> list[Path]:
+    """The built model files of ``backend`` for the default model (the cache may hold others)."""
+    source = str(resolve_model("multilingual-e5-small").path)
+    return [folder / MODEL_FILES[backend] for folder in sorted((cache / backend).glob("*"))
+            if (folder / MANIFEST).is_file() and json.loads((folder / MANIFEST).read_text())["source"] == source]
 
 
-def test_onnx_on_a_tiny_xlmr_layer_and_pooling(tiny_xlmr: Path) -> None:
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_model_is_built_once_and_cached(backend: str, encoders: dict[str, Encoder], model_cache: Path) -> None:
+    compiled = encoders[backend]
+    files = default_model_builds(model_cache, backend)
+    assert len(files) == 1 and files[0].is_file() and not list((model_cache / backend).glob(".*tmp*"))
+    again = Encoder.load("multilingual-e5-small", backend=backend)
+    assert default_model_builds(model_cache, backend) == files
+    assert np.allclose(again.encode(SENTENCES[:2]), compiled.encode(SENTENCES[:2]), atol=1e-6)
+
+
+def test_openvino_calibration_covers_queries_passages_and_long_texts(torch_encoder: Encoder) -> None:
+    from xsearch.embed.openvino import calibration_inputs, calibration_texts
+
+    texts = calibration_texts()
+    assert len(texts) >= 100 and not any(t.startswith("#") for t in texts)
+    info = torch_encoder.info
+    inputs = calibration_inputs(torch_encoder.tokenizer, texts, query_prefix=info.query_prefix,
+                                passage_prefix=info.passage_prefix, max_length=info.max_length)
+    decoded = [torch_encoder.tokenizer.decode(x["input_ids"][0], skip_special_tokens=True) for x in inputs]
+    assert sum(d.startswith(info.query_prefix) for d in decoded) >= 30
+    assert sum(d.startswith(info.passage_prefix) for d in decoded) >= len(texts)
+    lengths = [x["input_ids"].shape[1] for x in inputs]
+    assert min(lengths) < 16 and max(lengths) > 200 and max(lengths) <= info.max_length
+    assert all(x["attention_mask"].shape == x["input_ids"].shape and x["attention_mask"].all() for x in inputs)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_on_a_tiny_xlmr_layer_and_pooling(backend: str, tiny_xlmr: Path) -> None:
     for pooling, layer in (("mean", None), ("cls", 1), ("max", 0)):
         torch_enc = Encoder.load(str(tiny_xlmr), pooling=pooling, layer=layer, backend="torch")
-        onnx_enc = Encoder.load(str(tiny_xlmr), pooling=pooling, layer=layer, backend="onnx")
-        a, b = torch_enc.encode(SENTENCES), onnx_enc.encode(SENTENCES)
+        compiled = Encoder.load(str(tiny_xlmr), pooling=pooling, layer=layer, backend=backend)
+        assert compiled.backend == backend
+        a, b = torch_enc.encode(SENTENCES), compiled.encode(SENTENCES)
         assert np.sum(a * b, axis=1).mean() >= 0.98, (pooling, layer)
 
 
@@ -92,25 +142,27 @@ def test_unknown_backend_is_refused(tiny_xlmr: Path) -> None:
         Encoder.load(str(tiny_xlmr), backend="tensorrt")
 
 
-def test_a_broken_onnx_build_falls_back_to_torch_unless_onnx_was_asked_for(
+def test_a_broken_build_falls_back_to_the_next_backend_unless_one_was_asked_for(
         tiny_xlmr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("XSEARCH_BACKEND", raising=False)
-    Encoder.load(str(tiny_xlmr), backend="onnx")
-    (built,) = (tmp_path / "onnx").glob("*/model.onnx")
-    built.write_bytes(b"not an onnx graph")
-
-    with pytest.raises(ModelError, match="delete it to rebuild"):
-        Encoder.load(str(tiny_xlmr), backend="onnx")
-    fallback = Encoder.load(str(tiny_xlmr))
-    assert fallback.backend == "torch" and "running" in caplog.text
     reference = Encoder.load(str(tiny_xlmr), backend="torch")
-    assert np.allclose(fallback.encode(SENTENCES), reference.encode(SENTENCES))
+    expected = {"openvino": "onnx", "onnx": "torch"}
+    for backend in COMPILED:
+        Encoder.load(str(tiny_xlmr), backend=backend)
+        (built,) = (tmp_path / backend).glob(f"*/{MODEL_FILES[backend]}")
+        built.write_bytes(b"not a model")
+
+        with pytest.raises(ModelError, match="delete it to rebuild"):
+            Encoder.load(str(tiny_xlmr), backend=backend)
+        fallback = Encoder.load(str(tiny_xlmr))
+        assert fallback.backend == expected[backend] and "trying the next backend" in caplog.text
+        assert np.sum(fallback.encode(SENTENCES) * reference.encode(SENTENCES), axis=1).min() >= 0.98
 
 
-def test_an_index_built_with_onnx_is_searched_with_either_backend(tmp_path: Path, onnx_encoder: Encoder,
+def test_an_index_built_with_one_backend_is_searched_with_another(tmp_path: Path, openvino_encoder: Encoder,
                                                                    torch_encoder: Encoder) -> None:
-    with Index.create(tmp_path / "idx", encoder=onnx_encoder) as index:
+    with Index.create(tmp_path / "idx", encoder=openvino_encoder) as index:
         index.add_paths([SAMPLE / "photosynthesis", SAMPLE / "volcanoes"])
         first = [h.chunk_id for h in index.search("volcano eruption", k=3)]
     with Index.open(tmp_path / "idx", encoder=torch_encoder) as index:
@@ -119,10 +171,13 @@ def test_an_index_built_with_onnx_is_searched_with_either_backend(tmp_path: Path
 
 
 def test_backend_on_the_command_line(tmp_path: Path) -> None:
-    result = run_cli("embed", "Hallo Welt", "--backend", "onnx", "--json")
-    assert result.returncode == 0, result.stderr
-    vector = np.array(json.loads(result.stdout)[0]["vector"])
-    assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1) < 1e-4
+    vectors = []
+    for backend in ("openvino", "onnx"):
+        result = run_cli("embed", "Hallo Welt", "--backend", backend, "--json")
+        assert result.returncode == 0, result.stderr
+        vectors.append(np.array(json.loads(result.stdout)[0]["vector"]))
+        assert vectors[-1].shape == (384,) and abs(np.linalg.norm(vectors[-1]) - 1) < 1e-4
+    assert float(vectors[0] @ vectors[1]) > 0.98
     result = run_cli("embed", "Hallo Welt", "--backend", "nope")
     assert result.returncode == 2 and "nope" in result.stderr and "Traceback" not in result.stderr
 
@@ -136,13 +191,13 @@ def test_token_budget_batches_cover_every_text_once_within_budget(lengths: list[
         assert len(batch) == 1 or len(batch) * width <= budget
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_batched_vectors_come_back_in_input_order(backend: str, onnx_encoder: Encoder, torch_encoder: Encoder) -> None:
-    encoder = onnx_encoder if backend == "onnx" else torch_encoder
+@pytest.mark.parametrize("backend", ("torch",) + COMPILED)
+def test_batched_vectors_come_back_in_input_order(backend: str, encoders: dict[str, Encoder]) -> None:
+    encoder = encoders[backend]
     texts = sample_passages(40) + SENTENCES
     together = encoder.embed(texts, batch_tokens=600)[0]
     one_by_one = np.vstack([encoder.embed([t])[0] for t in texts])
-    # int8 activations are scaled per batch, so vectors move a little with the batch they are in;
+    # dynamic int8 activations are scaled per batch, so vectors move a little with the batch they are in;
     # each must still be its own text's, in its own place
     cosines = together @ one_by_one.T
     assert (np.argmax(cosines, axis=1) == np.arange(len(texts))).all()

@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,10 +178,18 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
         index.add_paths([write_folder(tmp_path / "first")])
         before = index.info()
     big = tmp_path / "big"
-    copies = 12  # long enough to search while it runs, even with the fast encoder
+    copies = 3
     for n in range(copies):
         shutil.copytree(SAMPLE, big / f"copy{n}")
     monkeypatch.setattr(pipeline, "GROUP_FILES", 4)  # small commits: a cancel lands within a few files
+    release = threading.Event()  # the run waits at its first commit until the UI has searched and cancelled
+    store = pipeline._embed_and_store
+
+    def held_store(*args, **kwargs):
+        release.wait(timeout=120)
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_embed_and_store", held_store)
     app = XsearchApp(index_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.index is not None)
@@ -194,6 +203,7 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
         await pilot.press("ctrl+n")  # shows the run in progress again
         assert isinstance(app.screen, IndexingScreen)
         await pilot.press("c")
+        release.set()
         await wait_for(pilot, lambda: not app.job.running)
         assert app.job.report is not None and app.job.report.cancelled
         assert "cancelled" in str(app.screen.query_one("#indexing-report", Static).render())
@@ -201,6 +211,7 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
         index.store.check()
         committed = index.info().files
         assert before.files <= committed < before.files + copies * 39
+        monkeypatch.undo()
         hits = index.search("mariposa de alas de cristal", k=1)
         assert hits and hits[0].path.endswith("mariposa.md")
         report = index.add_paths([big])

@@ -48,6 +48,19 @@ def _stdout() -> Console:
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
+def _log_to_stderr() -> None:
+    """xsearch's own notices (a model built on first use, a backend fallback) as plain stderr lines."""
+    import logging
+
+    logger = logging.getLogger("xsearch")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def _index_path(value: str | None) -> Path:
     from .index import default_index_path
 
@@ -96,6 +109,8 @@ def main(ctx: click.Context) -> None:
 
     With no command, opens the terminal UI on the default index (in a terminal).
     """
+    if ctx.invoked_subcommand not in (None, "tui"):
+        _log_to_stderr()
     if ctx.invoked_subcommand is None:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             click.echo(ctx.get_help())
@@ -109,8 +124,8 @@ index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEAR
                             help="Index directory [default: ./indexes/default, or $XSEARCH_INDEX].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 backend_option = click.option("--backend", type=click.Choice(BACKENDS), envvar="XSEARCH_BACKEND", default=None,
-                              help="Run the encoder with ONNX Runtime (int8, built once from the local model) or "
-                                   "torch (fp32) [default: $XSEARCH_BACKEND, else onnx].")
+                              help="Run the encoder with OpenVINO or ONNX Runtime (int8, built once from the local "
+                                   "model) or torch (fp32) [default: $XSEARCH_BACKEND, else openvino].")
 
 
 @main.command("index")

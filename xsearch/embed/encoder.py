@@ -12,9 +12,8 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,8 +24,8 @@ from .pooling import POOLING_MODES, pool
 
 LOGGER = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from .onnx import OnnxRunner
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A compiled encoder: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
 
 DEFAULT_BATCH_TOKENS = 8192
 """Upper bound on padded tokens per forward pass."""
@@ -56,16 +55,23 @@ def _quiet_transformers() -> None:
 
 
 def default_backend() -> str:
-    """``$XSEARCH_BACKEND`` if set, else ``onnx`` where ONNX Runtime is installed, else ``torch``.
+    """``$XSEARCH_BACKEND`` if set, else the first of ``openvino``, ``onnx``, ``torch`` installed.
 
-    The int8 ONNX encoder measured 2.8x the sentences/s of sentence-transformers' fp32
-    ``encode`` on short texts and 2.7x the tokens/s on long ones (3.7x and 3.3x in a run with a
-    slower baseline), at a cosine of 0.997 to the fp32 vectors and within 0.4 Tatoeba points
-    (``benchmarks/bench_encoder.py``).
+    The statically quantized int8 OpenVINO encoder is the fastest measured here and the closest
+    to fp32 of the two int8 backends; ONNX Runtime's dynamically quantized int8 graph comes next
+    (``benchmarks/bench_encoder.py`` gives the figures; the README's Speed section has a run).
     """
-    from .onnx import available
+    from . import onnx, openvino
 
-    return os.environ.get("XSEARCH_BACKEND") or ("onnx" if available() else "torch")
+    if os.environ.get("XSEARCH_BACKEND"):
+        return os.environ["XSEARCH_BACKEND"]
+    return "openvino" if openvino.available() else "onnx" if onnx.available() else "torch"
+
+
+def _fallbacks(backend: str) -> tuple[str, ...]:
+    """``backend``, then each faster-to-slower backend after it, ending with torch."""
+    order = ("openvino", "onnx", "torch")
+    return order[order.index(backend):] if backend in order else (backend,)
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MAX_BATCH_SIZE) -> Iterator[list[int]]:
@@ -167,28 +173,44 @@ class Encoder:
             passage_prefix=prompts.get("passage", prompts.get("document", resolved.passage_prefix)),
         )
         self.backend = backend
-        self._onnx: OnnxRunner | None = None
-        if backend == "onnx":
-            from .onnx import OnnxRunner, build_onnx_model
-            from .registry import cache_dir
-
+        self._runner: Runner | None = None
+        # the default backend, not asked for: a model a compiled backend cannot take runs on the next
+        for candidate in (backend,) if chosen else _fallbacks(backend):
             try:
-                self._onnx = OnnxRunner(build_onnx_model(self._transformer, resolved.path, layer, cache_dir()),
-                                        threads=threads)
+                self._runner = self._compile(candidate, resolved, threads)
             except ModelError as exc:
                 if chosen:
                     raise
-                # the default backend, not asked for: a model ONNX cannot take still runs on torch
-                LOGGER.warning("%s; running %s on torch", exc, resolved.name)
-                self.backend = "torch"
+                LOGGER.warning("%s; trying the next backend for %s", exc, resolved.name)
+                continue
+            self.backend = candidate
+            break
+
+    def _compile(self, backend: str, resolved: ResolvedModel, threads: int) -> Runner | None:
+        """The compiled runner for ``backend`` (built and cached on first use); None for torch."""
+        from .registry import cache_dir
+
+        layer = self.info.layer
+        if backend == "onnx":
+            from .onnx import OnnxRunner, build_onnx_model
+
+            return OnnxRunner(build_onnx_model(self._transformer, resolved.path, layer, cache_dir()), threads=threads)
+        if backend == "openvino":
+            from .openvino import OpenVinoRunner, build_openvino_model
+
+            path = build_openvino_model(self._transformer, self.tokenizer, resolved.path, layer, cache_dir(),
+                                        query_prefix=self.info.query_prefix,
+                                        passage_prefix=self.info.passage_prefix, max_length=self.info.max_length)
+            return OpenVinoRunner(path, threads=threads)
+        return None
 
     @classmethod
     def load(cls, model: str, *, pooling: str = "mean", layer: int | None = None,
              max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> Encoder:
         """Resolve ``model`` offline (see :func:`resolve_model`) and load it.
 
-        ``backend`` is ``"torch"`` or ``"onnx"`` (int8, built and cached on first use);
-        ``$XSEARCH_BACKEND`` sets the default (see :func:`default_backend`).
+        ``backend`` is ``"openvino"`` or ``"onnx"`` (int8, built and cached on first use) or
+        ``"torch"`` (fp32); ``$XSEARCH_BACKEND`` sets the default (see :func:`default_backend`).
         """
         return cls(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length, threads=threads,
                    backend=backend)
@@ -270,6 +292,7 @@ class Encoder:
 
     def _token_result(self, text: str, shift: int, ids: list[int], offsets: list[tuple[int, int]],
                       special: list[int], vectors: np.ndarray) -> TokenEmbeddings:
+        pieces = self._pieces(ids)
         keep, spans = [], []
         for i, ((start, end), is_special) in enumerate(zip(offsets, special)):
             if is_special:
@@ -281,14 +304,14 @@ class Encoder:
             start, end = max(start - shift, 0), end - shift
             while start < end and text[start].isspace():
                 start += 1
-            if self._pieces([ids[i]])[0] == "\u2581":
+            if pieces[i] == "\u2581":
                 end = start  # a bare word-start marker stands for no character of its own
             keep.append(i)
             spans.append((start, end))
         content_tokens = sum(1 for i in keep if not special[i])
         return TokenEmbeddings(
             text=text,
-            tokens=self._pieces([ids[i] for i in keep]),
+            tokens=[pieces[i] for i in keep],
             ids=[ids[i] for i in keep],
             offsets=np.array(spans, dtype=np.int32).reshape(-1, 2),
             special=np.array([bool(special[i]) for i in keep], dtype=bool),
@@ -301,10 +324,10 @@ class Encoder:
             return self.tokenizer.convert_ids_to_tokens(ids)
 
     def _hidden(self, input_ids, mask):
-        if self._onnx is not None:
+        if self._runner is not None:
             import torch
 
-            return torch.from_numpy(self._onnx(input_ids.numpy(), mask.numpy()))
+            return torch.from_numpy(self._runner(input_ids.numpy(), mask.numpy()))
         layer = self.info.layer
         outputs = self._transformer(input_ids=input_ids, attention_mask=mask,
                                     output_hidden_states=layer is not None)
