@@ -10,6 +10,7 @@ import pytest
 
 from conftest import SAMPLE, run_cli
 from xsearch import Index
+from xsearch.embed import onnx, openvino
 from xsearch.embed.encoder import Encoder, token_budget_batches
 from xsearch.embed.export import MANIFEST
 from xsearch.embed.registry import resolve_model
@@ -19,7 +20,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
 COMPILED = ("openvino", "onnx")
-MODEL_FILES = {"openvino": "model.xml", "onnx": "model.onnx"}
+MODEL_FILES = {"openvino": openvino.MODEL_FILE, "onnx": onnx.MODEL_FILE}
 
 SENTENCES = [
     "Die Photosynthese wandelt Lichtenergie in chemische Energie um.",

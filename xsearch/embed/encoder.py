@@ -69,9 +69,8 @@ def default_backend() -> str:
 
 
 def _fallbacks(backend: str) -> tuple[str, ...]:
-    """``backend``, then each faster-to-slower backend after it, ending with torch."""
-    order = ("openvino", "onnx", "torch")
-    return order[order.index(backend):] if backend in order else (backend,)
+    """``backend``, then the backends after it in :data:`~xsearch.config.BACKENDS` (fastest first)."""
+    return BACKENDS[BACKENDS.index(backend):]
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MAX_BATCH_SIZE) -> Iterator[list[int]]:

@@ -93,8 +93,10 @@ def build_openvino_model(transformer: Any, tokenizer: Any, model_dir: Path, laye
     if not available():
         raise ModelError("the openvino backend needs openvino and nncf: pip install openvino nncf")
 
+    texts = calibration_texts()
+
     def build(tmp: Path) -> None:
-        inputs = calibration_inputs(tokenizer, calibration_texts(), query_prefix=query_prefix,
+        inputs = calibration_inputs(tokenizer, texts, query_prefix=query_prefix,
                                     passage_prefix=passage_prefix, max_length=max_length)
         export_onnx(transformer, layer, tmp / "fp32.onnx")
         _quantize(tmp / "fp32.onnx", tmp / MODEL_FILE, inputs)
@@ -103,7 +105,7 @@ def build_openvino_model(transformer: Any, tokenizer: Any, model_dir: Path, laye
     target = cache / "openvino" / cache_key(model_dir, layer, version)
     manifest = {"format_version": FORMAT_VERSION, "source": str(model_dir), "layer": layer,
                 "weights": "int8 per-channel", "activations": "int8, static (calibrated)",
-                "calibration_samples": len(calibration_texts())}
+                "calibration_samples": len(texts)}
     built = build_cached(target, (MODEL_FILE, WEIGHTS_FILE), build, manifest, f"the openvino backend for {model_dir}")
     return built / MODEL_FILE
 
