@@ -203,3 +203,41 @@ def test_batched_vectors_come_back_in_input_order(backend: str, encoders: dict[s
     cosines = together @ one_by_one.T
     assert (np.argmax(cosines, axis=1) == np.arange(len(texts))).all()
     assert np.diag(cosines).min() >= (0.999 if backend == "torch" else 0.98)
+
+
+class Recording:
+    """A runner that notes the width of every batch it runs."""
+
+    def __init__(self, runner, width_step: int) -> None:
+        self.runner, self.width_step, self.widths = runner, width_step, []
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.widths.append(ids.shape[1])
+        return self.runner(ids, mask)
+
+
+def test_openvino_runs_a_few_padded_widths_with_the_same_vectors(openvino_encoder: Encoder,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from xsearch.embed.encoder import WARM_QUERY_TOKENS
+
+    encoder = openvino_encoder
+    recording = Recording(encoder._runner, openvino.WIDTH_STEP)
+    monkeypatch.setattr(encoder, "_runner", recording)
+    encoder.warm()
+    warmed = set(recording.widths)
+    assert warmed == set(range(openvino.WIDTH_STEP, WARM_QUERY_TOKENS + 1, openvino.WIDTH_STEP))
+    recording.widths.clear()
+    padded = [encoder.embed([text], kind="query", tokens=True) for text in SENTENCES]
+    assert set(recording.widths) <= warmed  # every query width was prepared by warm()
+    recording.widths.clear()
+    encoder.embed(SENTENCES, kind="passage")
+    texts = [encoder.info.passage_prefix + text for text in SENTENCES]
+    assert recording.widths == [max(len(ids) for ids in encoder.tokenizer(texts)["input_ids"])]  # a batch: exact
+    recording.width_step = 1
+    exact = [encoder.embed([text], kind="query", tokens=True) for text in SENTENCES]
+    padded_vectors, exact_vectors = (np.vstack([v for v, _ in x]) for x in (padded, exact))
+    assert np.diag(padded_vectors @ exact_vectors.T).min() > 0.9999  # padding is masked out
+    padded_tokens, exact_tokens = ([t[0] for _, t in x] for x in (padded, exact))
+    for a, b in zip(padded_tokens, exact_tokens):
+        assert a.tokens == b.tokens
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=2e-3)

@@ -12,8 +12,11 @@ from xsearch.search.rerank import (
     content_mask,
     fuse,
     highlight_spans,
+    matched_spans,
     maxsim,
+    maxsim_of,
     maxsim_packed,
+    similarities,
     zscore,
 )
 from xsearch.store.tokens import MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec
@@ -113,6 +116,26 @@ def test_highlight_spans_merge_overlaps_and_ignore_masked_and_empty_tokens():
     assert spans == [(0, 6)]
     assert highlight_spans(query, np.zeros(4, dtype=bool), E, doc_offsets, threshold=0.0) == []
     assert highlight_spans(query, None, E, np.zeros((4, 2), dtype=int), threshold=0.0) == []
+
+
+def test_one_similarity_matrix_gives_the_scores_and_the_highlights():
+    rng = np.random.default_rng(5)
+    query = rng.standard_normal((5, 16)).astype(np.float32)
+    docs = [rng.standard_normal((n, 16)).astype(np.float32) + 1 for n in (4, 0, 6)]
+    offsets = [np.array([[3 * i, 3 * i + 2] for i in range(len(d))]).reshape(-1, 2) for d in docs]
+    centres = rng.standard_normal((2, 16)).astype(np.float32) + 1
+    groups = np.array([0, 1, 1])
+    counts = [len(d) for d in docs]
+    sims = similarities(query, np.concatenate(docs), counts, centres=centres, groups=groups)
+    assert sims.shape == (5, 10) and sims.dtype == np.float32
+    np.testing.assert_allclose(maxsim_of(sims, counts),
+                               maxsim_packed(query, np.concatenate(docs), counts, centres=centres, groups=groups))
+    starts = np.cumsum([0, *counts])
+    for j, (doc, offs) in enumerate(zip(docs, offsets)):
+        alone = highlight_spans(query, None, centre(doc, centres[groups[j]]), offs, threshold=0.2) if len(doc) else []
+        assert matched_spans(sims[:, starts[j] : starts[j + 1]], offs, threshold=0.2) == alone
+    assert similarities(query[:0], np.concatenate(docs), counts).shape == (0, 10)
+    np.testing.assert_array_equal(maxsim_of(np.zeros((0, 10), np.float32), counts), [0.0, 0.0, 0.0])
 
 
 def test_content_mask_drops_specials_punctuation_and_empty_tokens():

@@ -162,3 +162,17 @@ def test_bitext_scorings_demote_hubs_and_language_offsets() -> None:
     assert centred > plain and margin >= centred
     sims = np.array([[0.9, 0.8], [0.85, 0.1]])
     np.testing.assert_allclose(csls(sims, k=1), 2 * sims - np.array([[0.9], [0.85]]) - np.array([[0.9, 0.8]]))
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "4"), ("12", "12")])
+def test_importing_xsearch_first_stops_idle_blas_threads_spinning(preset: str | None, expected: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = "import xsearch, os, numpy; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -447,9 +447,10 @@ class Index:
         return self.store.chunk_context(chunk_id, before=before, after=after)
 
     def warm(self) -> None:
-        """Load the encoder and the vector index now rather than on the first query."""
+        """Load the encoder and the vector index now, and run the encoder once at each query
+        width, rather than on the first queries."""
         self._sync_ann(save=False)
-        _ = self.encoder
+        self.encoder.warm()
 
     # reporting ------------------------------------------------------------
     def info(self) -> IndexInfo:

@@ -30,6 +30,8 @@ Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 DEFAULT_BATCH_TOKENS = 8192
 """Upper bound on padded tokens per forward pass."""
 MAX_BATCH_SIZE = 128
+WARM_QUERY_TOKENS = 128
+""":meth:`Encoder.warm` prepares the single-query widths up to this many tokens."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,26 @@ class Encoder:
         """Dimension of the sentence vectors."""
         return self.info.dim
 
+    def warm(self) -> None:
+        """Run every single-query width up to :data:`WARM_QUERY_TOKENS` once, for a backend
+        that prepares each new input shape (OpenVINO), so that no query pays for that."""
+        step = self._width_step()
+        if self._runner is None or step == 1:
+            return
+        for width in range(step, self._padded(min(WARM_QUERY_TOKENS, self.info.max_length)) + 1, step):
+            self._runner(np.full((1, width), self.tokenizer.pad_token_id or 0, dtype=np.int64),
+                         np.ones((1, width), dtype=np.int64))
+
+    def _width_step(self) -> int:
+        """The runner wants a single text padded to a multiple of this many tokens (1: any width)."""
+        return int(getattr(self._runner, "width_step", 1))
+
+    def _padded(self, length: int) -> int:
+        """The width the runner runs one text of ``length`` tokens at (a query: batches of many
+        texts run at their exact width, where the padding would cost more than a new shape)."""
+        step = self._width_step()
+        return min(-(-length // step) * step, max(length, self.info.max_length))
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens of each text, special tokens and prefixes not counted."""
         if not texts:
@@ -273,6 +295,8 @@ class Encoder:
         with torch.inference_mode():
             for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
                 width = max(len(ids[i]) for i in batch)
+                if len(batch) == 1:
+                    width = self._padded(width)
                 input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for row, i in enumerate(batch):

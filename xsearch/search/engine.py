@@ -22,7 +22,7 @@ from ..store.db import LanguageMeans, Store
 from ..types import Hit
 from .centering import SHRINK, center
 from .fusion import rrf
-from .rerank import centre, content_mask, fuse, highlight_spans, maxsim_packed
+from .rerank import centre, content_mask, fuse, matched_spans, maxsim_of, similarities
 
 if TYPE_CHECKING:
     from ..embed.encoder import Encoder, TokenEmbeddings
@@ -144,16 +144,12 @@ def rerank(store: Store, ranked: Sequence[tuple[np.ndarray, np.ndarray]], query_
             centres = np.stack([means.mean(lang, shrink=SHRINK) for lang in lang_list]).astype(np.float32)
             groups = np.array([lang_list.index(lang) for lang in doc_langs], dtype=np.int64)
         with _blas().limit(limits=RERANK_BLAS_THREADS, user_api="blas"):
-            late = maxsim_packed(query, doc_tokens, counts, centres=centres, groups=groups)
-        fused = fuse(scores[present], late, weight)
+            sims = similarities(query, doc_tokens, counts, centres=centres, groups=groups)
+        fused = fuse(scores[present], maxsim_of(sims, counts), weight)
         order = np.argsort(-fused, kind="stable")[:k]
         starts = np.concatenate(([0], np.cumsum(counts)))
-        spans = {}
-        for j in order:
-            segment = doc_tokens[starts[j] : starts[j + 1]]
-            if len(segment) and centres is not None:
-                segment = centre(segment, centres[groups[j]])
-            spans[cids[j]] = highlight_spans(query, None, segment, rows[cids[j]][0], threshold=threshold) if len(segment) else []
+        spans = {cids[j]: matched_spans(sims[:, starts[j] : starts[j + 1]], rows[cids[j]][0], threshold=threshold)
+                 for j in order}
         out.append((np.array([cids[j] for j in order], dtype=np.int64), fused[order], spans))
     return out
 

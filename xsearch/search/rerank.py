@@ -1,12 +1,14 @@
 """Late-interaction reranking: MaxSim over token vectors, score fusion and highlights.
 
 Pure numpy functions with documented shapes; nothing here touches the store or the model.
-The query engine fetches the token vectors of the first-stage candidates, scores them with
-:func:`maxsim_packed` (or :func:`maxsim`) against the query's tokens, both corrected by the
+The query engine fetches the token vectors of the first-stage candidates and takes their
+cosines to the query's tokens in one product (:func:`similarities`), both corrected by the
 per-language mean token vector (``centres`` / ``groups`` for the documents, :func:`centre`
-for the query: the same correction the sentence vectors get), mixes that with the
-first-stage score through :func:`fuse`, and marks the matching words with
-:func:`highlight_spans`. :func:`content_mask` picks the tokens worth storing and matching.
+for the query: the same correction the sentence vectors get). From that matrix it scores
+(:func:`maxsim_of`; :func:`maxsim_packed` and :func:`maxsim` in one call), mixes the scores
+with the first-stage score through :func:`fuse`, and marks the matching words of the best
+(:func:`matched_spans`; :func:`highlight_spans` from vectors). :func:`content_mask` picks the
+tokens worth storing and matching.
 
 On bible-nt-7 (benchmarks/bench_rerank.py) MaxSim on centred content tokens of the top 100
 raised mAP@20 from 0.165 to 0.254 at fusion weight 0.75; on raw token vectors only to 0.212.
@@ -27,9 +29,12 @@ __all__ = [
     "content_mask",
     "fuse",
     "highlight_spans",
+    "matched_spans",
     "maxsim",
+    "maxsim_of",
     "maxsim_packed",
     "normalise",
+    "similarities",
     "zscore",
 ]
 
@@ -107,10 +112,19 @@ def maxsim_packed(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] |
 
     Returns:
         ``(n_docs,)`` float32 scores, as :func:`maxsim`.
+    """
+    return maxsim_of(similarities(query, tokens, counts, centres=centres, groups=groups), counts)
 
-    The cosines come from one ``(q + g, d) x (d, n)`` product and the token norms, using
-    ``q.(x - c) = q.x - q.c`` and ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``: the tokens are read
-    twice and never copied, which is what keeps 100 candidates well under 10 ms.
+
+def similarities(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] | np.ndarray, *,
+                 centres: np.ndarray | None = None, groups: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """``(q, sum(counts))`` float32 cosines between query tokens and packed document tokens.
+
+    Arguments as :func:`maxsim_packed`; document tokens are centred on ``centres[groups[i]]``
+    when given. The cosines come from one ``(q + g, d) x (d, n)`` product and the token norms,
+    using ``q.(x - c) = q.x - q.c`` and ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``: the tokens are
+    read twice and never copied, which is what keeps 100 candidates within a few milliseconds.
+    :func:`maxsim_of` reduces them to scores and :func:`matched_spans` to highlights.
     """
     counts = np.asarray(counts, dtype=np.int64).reshape(-1)
     x = np.asarray(tokens, dtype=np.float32)
@@ -118,13 +132,9 @@ def maxsim_packed(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] |
         raise ValueError(f"counts add up to {counts.sum()} tokens, but {len(x)} were given")
     if (centres is None) != (groups is None):
         raise ValueError("centres and groups go together")
-    scores = np.full(len(counts), -1.0, dtype=np.float32)
     q = normalise(query)
-    if len(q) == 0:
-        return np.zeros(len(counts), dtype=np.float32)
-    nonempty = np.flatnonzero(counts)
-    if nonempty.size == 0:
-        return scores
+    if len(q) == 0 or len(x) == 0:
+        return np.zeros((len(q), len(x)), dtype=np.float32)
     squares = np.einsum("nd,nd->n", x, x)
     if centres is None:
         dots = q @ x.T  # (q, n)
@@ -134,10 +144,23 @@ def maxsim_packed(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] |
         both = np.concatenate([q, c]) @ x.T  # (q + g, n): q.x and c.x
         dots = both[: len(q)] - (q @ c.T)[:, token_group]
         squares += np.einsum("gd,gd->g", c, c)[token_group] - 2 * both[len(q) + token_group, np.arange(len(x))]
-    sims = dots / np.sqrt(np.maximum(squares, _EPS**2))
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-    best = np.maximum.reduceat(sims, starts, axis=1)  # (q, documents with tokens)
-    scores[nonempty] = best.mean(axis=0)
+    dots /= np.sqrt(np.maximum(squares, _EPS**2))
+    return dots
+
+
+def maxsim_of(sims: np.ndarray, counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``(n_docs,)`` MaxSim scores from :func:`similarities`' ``(q, sum(counts))`` matrix:
+    each query token's best cosine within a document, averaged over the query tokens; -1 for
+    a document without tokens, zeros for a query without tokens."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    if len(sims) == 0:
+        return np.zeros(len(counts), dtype=np.float32)
+    scores = np.full(len(counts), -1.0, dtype=np.float32)
+    nonempty = np.flatnonzero(counts)
+    if nonempty.size:
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+        best = np.maximum.reduceat(sims, starts, axis=1)  # (q, documents with tokens)
+        scores[nonempty] = best.mean(axis=0)
     return scores
 
 
@@ -152,8 +175,11 @@ def alignment(query: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     if len(doc) == 0:
         raise ValueError("alignment needs a document with at least one token")
-    sims = normalise(query) @ normalise(doc).T
-    best = sims.argmax(axis=1) if len(query) else np.zeros(0, dtype=np.int64)
+    return _best(normalise(query) @ normalise(doc).T)
+
+
+def _best(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    best = sims.argmax(axis=1) if len(sims) else np.zeros(0, dtype=np.int64)
     return best.astype(np.int64), sims[np.arange(len(best)), best].astype(np.float32)
 
 
@@ -178,14 +204,23 @@ def highlight_spans(query_vecs: np.ndarray, query_keep_mask: np.ndarray | None, 
     Returns:
         Sorted, disjoint ``(start, end)`` pairs.
     """
-    offsets = np.asarray(doc_offsets).reshape(-1, 2)
-    candidates = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
     query = np.asarray(query_vecs)
     if query_keep_mask is not None:
         query = query[np.asarray(query_keep_mask, dtype=bool)]
-    if candidates.size == 0 or len(query) == 0:
+    doc = np.asarray(doc_vecs)
+    if len(query) == 0 or len(doc) == 0:
         return []
-    best, sim = alignment(query, np.asarray(doc_vecs)[candidates])
+    return matched_spans(normalise(query) @ normalise(doc).T, doc_offsets, threshold=threshold)
+
+
+def matched_spans(sims: np.ndarray, doc_offsets: np.ndarray, *, threshold: float) -> list[tuple[int, int]]:
+    """:func:`highlight_spans` from the ``(q, n)`` cosines of one document's tokens (a slice
+    of :func:`similarities`), so that reranking and highlighting share one product."""
+    offsets = np.asarray(doc_offsets).reshape(-1, 2)
+    candidates = np.flatnonzero(offsets[:, 1] > offsets[:, 0])
+    if candidates.size == 0 or len(sims) == 0:
+        return []
+    best, sim = _best(sims[:, candidates])
     hits = candidates[np.unique(best[sim >= threshold])]
     spans: list[tuple[int, int]] = []
     for start, end in sorted(map(tuple, offsets[hits].tolist())):
