@@ -57,7 +57,7 @@ def _quiet_transformers() -> None:
 
 
 def default_backend() -> str:
-    """``$XSEARCH_BACKEND`` if set, else the first of ``openvino``, ``onnx``, ``torch`` installed.
+    """``$XSEARCH_BACKEND`` if set, else the first of :data:`~xsearch.config.BACKENDS` installed.
 
     The statically quantized int8 OpenVINO encoder is the fastest measured here and the closest
     to fp32 of the two int8 backends; ONNX Runtime's dynamically quantized int8 graph comes next
@@ -67,7 +67,8 @@ def default_backend() -> str:
 
     if os.environ.get("XSEARCH_BACKEND"):
         return os.environ["XSEARCH_BACKEND"]
-    return "openvino" if openvino.available() else "onnx" if onnx.available() else "torch"
+    available = {"openvino": openvino.available, "onnx": onnx.available}  # torch always is
+    return next(backend for backend in BACKENDS if available.get(backend, lambda: True)())
 
 
 def _fallbacks(backend: str) -> tuple[str, ...]:

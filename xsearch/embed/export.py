@@ -31,6 +31,13 @@ MANIFEST = "xsearch-build.json"
 OPSET = 17
 
 
+def installed(*modules: str) -> bool:
+    """Whether every one of ``modules`` can be imported (without importing it)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
 def cache_key(model_dir: Path, layer: int | None, version: str) -> str:
     """A name for a built model: the build's version, the source weights' identity and the layer."""
     digest = hashlib.sha256(f"{version}|{model_dir.resolve()}|layer={layer}".encode())

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .export import build_cached, cache_key, export_onnx
+from .export import build_cached, cache_key, export_onnx, installed
 
 FORMAT_VERSION = 1
 """Bumped whenever the export or the quantization changes, so old caches are rebuilt."""
@@ -26,9 +26,7 @@ MODEL_FILE = "model.onnx"
 
 def available() -> bool:
     """Whether ONNX Runtime and the ONNX package are installed."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    return installed("onnxruntime", "onnx")
 
 
 def _fuse(source: Path, target: Path, config: Any) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .export import build_cached, cache_key, export_onnx
+from .export import build_cached, cache_key, export_onnx, installed
 
 FORMAT_VERSION = 1
 """Bumped whenever the export, the quantization or the calibration set changes."""
@@ -47,9 +47,7 @@ leaves the vectors as they were (ONNX Runtime's dynamic int8 would move them).""
 
 def available() -> bool:
     """Whether OpenVINO and NNCF are installed."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
+    return installed("openvino", "nncf")
 
 
 def calibration_texts() -> list[str]:

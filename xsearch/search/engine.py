@@ -22,7 +22,7 @@ from ..store.db import LanguageMeans, Store
 from ..types import Hit
 from .centering import SHRINK, center
 from .fusion import rrf
-from .rerank import centre, content_mask, fuse, matched_spans, maxsim_of, similarities
+from .rerank import centre, content_mask, fuse, matched_spans, maxsim_of, merge_spans, similarities
 
 if TYPE_CHECKING:
     from ..embed.encoder import Encoder, TokenEmbeddings
@@ -203,17 +203,6 @@ def run_search(store: Store, ann: AnnIndex | None, encoder: Encoder | None, quer
             with_spans.append(replace(hit, highlights=tuple(spans_)) if spans_ else hit)
         out.append(with_spans)
     return out
-
-
-def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, disjoint spans covering the same characters as ``spans``."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted((int(a), int(b)) for a, b in spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _in_word(ch: str) -> bool:

@@ -33,6 +33,7 @@ __all__ = [
     "maxsim",
     "maxsim_of",
     "maxsim_packed",
+    "merge_spans",
     "normalise",
     "similarities",
     "zscore",
@@ -221,14 +222,18 @@ def matched_spans(sims: np.ndarray, doc_offsets: np.ndarray, *, threshold: float
     if candidates.size == 0 or len(sims) == 0:
         return []
     best, sim = _best(sims[:, candidates])
-    hits = candidates[np.unique(best[sim >= threshold])]
-    spans: list[tuple[int, int]] = []
-    for start, end in sorted(map(tuple, offsets[hits].tolist())):
-        if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+    return merge_spans(offsets[candidates[np.unique(best[sim >= threshold])]].tolist())
+
+
+def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint spans covering the same characters as ``spans``."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(a), int(b)) for a, b in spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
-            spans.append((start, end))
-    return spans
+            merged.append((start, end))
+    return merged
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
