@@ -343,3 +343,14 @@ def test_real_terminal_search_and_open_in_editor(index_path: Path, tmp_path: Pat
         assert str(SAMPLE) in path
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+async def test_results_arriving_after_quit_are_dropped(tmp_path: Path) -> None:
+    app = XsearchApp(tmp_path / "none")
+    async with app.run_test(size=SIZE):
+        assert app.is_running
+    # a search or indexing run that finishes while the app shuts down finds its widgets gone
+    assert not app.is_running
+    app._search_done(XsearchApp.SearchDone("q", app.options, [], 1.0))
+    app._hit_highlighted()
+    app._indexing_progress(XsearchApp.IndexingProgress(IndexJob(tmp_path), IndexProgress("embed", 2, 1, 5)))

@@ -6,6 +6,7 @@ schedules that work off the UI thread and renders what comes back.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
@@ -13,7 +14,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
@@ -42,6 +43,18 @@ from .widgets import FilterBar, Preview, ResultList, StatusBar
 DEBOUNCE_S = 0.25
 """Quiet time after the last keystroke before searching."""
 THEMES = ("textual-dark", "textual-light")
+
+
+def _while_running(handler: Any) -> Any:
+    """Drop a message handled after the app began to shut down (a search or an indexing run
+    finishing as the user quits): the widgets it would update are already gone."""
+
+    @functools.wraps(handler)
+    def guarded(self: App, *args: Any) -> None:
+        if self.is_running:
+            handler(self, *args)
+
+    return guarded
 
 
 class XsearchApp(App[None]):
@@ -142,6 +155,7 @@ class XsearchApp(App[None]):
         self.post_message(self.IndexReady(index))
 
     @on(IndexReady)
+    @_while_running
     def _index_ready(self, message: IndexReady) -> None:
         status = self.query_one(StatusBar)
         status.activity = ""
@@ -196,6 +210,7 @@ class XsearchApp(App[None]):
             self.post_message(self.SearchDone(query, options, hits, (time.perf_counter() - started) * 1000))
 
     @on(SearchDone)
+    @_while_running
     def _search_done(self, message: SearchDone) -> None:
         self.last_query = message.query
         self.query_one(StatusBar).latency_ms = message.ms
@@ -209,6 +224,7 @@ class XsearchApp(App[None]):
         self.notify(message.error, title="search failed", severity="error")
 
     @on(ResultList.OptionHighlighted, "#results")
+    @_while_running
     def _hit_highlighted(self) -> None:
         hit = self.query_one(ResultList).current
         if hit is not None and self.index is not None:
@@ -320,6 +336,7 @@ class XsearchApp(App[None]):
         return screen if isinstance(screen, IndexingScreen) and screen.job is job else None
 
     @on(IndexingProgress)
+    @_while_running
     def _indexing_progress(self, message: IndexingProgress) -> None:
         message.job.record(message.progress)
         self.query_one(StatusBar).activity = message.job.summary()
@@ -327,6 +344,7 @@ class XsearchApp(App[None]):
             screen.refresh_job()
 
     @on(IndexingDone)
+    @_while_running
     def _indexing_done(self, message: IndexingDone) -> None:
         job = message.job
         job.report, job.error = message.report, message.error
