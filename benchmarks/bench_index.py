@@ -101,7 +101,7 @@ def main() -> None:
 
         # ANN recall in the space the index searches (language-centred vectors)
         from xsearch.ingest import detect_languages
-        from xsearch.search.engine import prepare
+        from xsearch.embed.centering import prepare
 
         stored = index.store.all_vectors()
         means = index.store.language_means()

@@ -37,9 +37,11 @@ from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py)
 from xsearch import Index  # noqa: E402
 from xsearch.ann.factory import exact_top_k  # noqa: E402
 from xsearch.ingest import chunk_documents, detect_document_languages, detect_languages  # noqa: E402
-from xsearch.pipeline import content_tokens  # noqa: E402
-from xsearch.search.engine import RERANK_CANDIDATES, prepare  # noqa: E402
-from xsearch.store.db import ChunkTokens, FileState, NewDocument  # noqa: E402
+from xsearch.embed.tokens import content_tokens  # noqa: E402
+from xsearch.embed.centering import prepare  # noqa: E402
+from xsearch.search.engine import RERANK_CANDIDATES  # noqa: E402
+from xsearch.store.db import FileState, NewDocument  # noqa: E402
+from xsearch.types import ChunkTokens  # noqa: E402
 from xsearch.types import Document  # noqa: E402
 
 BIBLE = ROOT.parent / "shared" / "data" / "bible-nt-7"

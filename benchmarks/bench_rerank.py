@@ -89,7 +89,7 @@ def encode_all(data, doc_ids: list[str], query_ids: list[str], cache: Path, thre
 
 def punctuation_mask(te) -> np.ndarray:
     """True for tokens whose text span is empty or only punctuation/symbols (specials excluded)."""
-    from xsearch.search.rerank import content_mask
+    from xsearch.embed.tokens import content_mask
 
     return ~content_mask(te.text, te.offsets, te.special) & ~te.special
 
@@ -375,7 +375,7 @@ TATOEBA_LANGS = ("deu", "jpn", "swh")
 
 def encode_texts(encoder, texts: list[str], kind: str) -> dict:
     """Sentence vectors and content-token vectors (with per-text counts) of short texts."""
-    from xsearch.search.rerank import content_mask
+    from xsearch.embed.tokens import content_mask
 
     sent = encoder.encode_queries(texts) if kind == "query" else encoder.encode_passages(texts)
     toks = encoder.token_embeddings(texts, kind=kind)

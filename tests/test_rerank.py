@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from xsearch.embed.tokens import content_mask
 from xsearch.errors import IndexCorruptError, UsageError
 from xsearch.search.rerank import (
     alignment,
     centre,
-    content_mask,
     fuse,
     highlight_spans,
     matched_spans,

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import SAMPLE, run_cli
 from xsearch import Index
-from xsearch.search.centering import center
-from xsearch.store.db import LanguageMeans
+from xsearch.embed.centering import center
+from xsearch.types import LanguageMeans
 
 
 def _topic(hit) -> str:
@@ -149,7 +149,7 @@ def test_search_batch_shape_is_stable(sample_index: Index, mode: str) -> None:
 
 def test_bitext_scorings_demote_hubs_and_language_offsets() -> None:
     from xsearch.evaluate import bitext_accuracy
-    from xsearch.search.centering import csls
+    from xsearch.embed.centering import csls
 
     rng = np.random.default_rng(1)
     meaning = rng.normal(size=(40, 32))

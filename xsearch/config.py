@@ -9,6 +9,17 @@ DEFAULT_MODEL = "multilingual-e5-small"
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_OVERLAP = 1
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+MODES = ("dense", "lexical", "hybrid")
+"""First stages of a search: ``dense`` (sentence vectors), ``lexical`` (BM25 over trigrams) or
+``hybrid`` (both, fused by reciprocal rank)."""
+SCORINGS = ("centered", "plain")
+"""How dense scores compare vectors: ``centered`` (per-language mean centring) or ``plain`` cosine."""
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
+"""How token vectors become a sentence vector."""
+GROUPINGS = ("document",)
+"""What ``group_by`` may merge hits by."""
+MAX_K = 1000
+"""Most hits one query may ask for, in every interface."""
 BACKENDS = ("openvino", "onnx", "torch")
 """How the encoder runs: ``openvino`` (int8 OpenVINO, statically quantized once from the local
 weights; the default), ``onnx`` (int8 ONNX Runtime, dynamically quantized) or ``torch`` (the

@@ -422,12 +422,12 @@ def bitext_accuracy(source_vectors: np.ndarray, target_vectors: np.ndarray, scor
     """Percent of rows ``i`` of ``source_vectors`` whose best target is row ``i``.
 
     ``plain`` is cosine; ``centered`` subtracts each side's mean vector first (each side is
-    one language, see :mod:`xsearch.search.centering`); ``csls`` adds CSLS margin scoring to
+    one language, see :mod:`xsearch.embed.centering`); ``csls`` adds CSLS margin scoring to
     the centred cosines.
     """
     import numpy as np
 
-    from .search.centering import csls
+    from .embed.centering import csls
 
     def unit(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)

@@ -32,7 +32,8 @@ import numpy as np
 from ._version import __version__
 from .config import IndexConfig
 from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexNotFoundError, UsageError
-from .store.db import DB_NAME, ChunkRow, Store, StoredVectors
+from .store.db import DB_NAME, Store, StoredVectors
+from .types import ChunkRow
 from .types import Hit, Skipped
 
 if TYPE_CHECKING:
@@ -375,7 +376,7 @@ class Index:
                 file.unlink(missing_ok=True)
 
     def _ann_vectors(self, stored: StoredVectors) -> np.ndarray:
-        from .search.engine import prepare
+        from .embed.centering import prepare
 
         return prepare(stored.vectors, stored.langs, self.config.scoring, self.store.language_means())
 

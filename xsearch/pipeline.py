@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
-from .search.rerank import content_mask
-from .store.db import ChunkTokens, FileState, NewDocument, text_source
+from .embed.tokens import content_tokens
+from .store.db import FileState, NewDocument, text_source
 from .types import Chunk, Document, Skipped, SourceFile
 
 if TYPE_CHECKING:
-    from .embed.encoder import TokenEmbeddings
     from .index import Index
 
 T = TypeVar("T")
@@ -328,8 +327,3 @@ def _embed_and_store(index: Index, batch: PreparedGroup, removed: Sequence[str],
     counts["documents"] += len(docs)
     counts["chunks"] += pos
 
-
-def content_tokens(tokens: TokenEmbeddings) -> ChunkTokens:
-    """The tokens worth keeping for late interaction: letters, digits and marks only."""
-    keep = content_mask(tokens.text, tokens.offsets, tokens.special)
-    return ChunkTokens(tokens.offsets[keep], tokens.vectors[keep])

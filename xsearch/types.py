@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,62 @@ class Hit:
             "highlights": [list(span) for span in self.highlights],
             **({"more": [h.to_dict() for h in self.more]} if self.more else {}),
         }
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk joined with its document, as search results need it."""
+
+    id: int
+    text: str
+    start: int
+    end: int
+    lang: str
+    ord: int
+    doc_id: int
+    path: str
+    """The file's absolute path; empty for a text."""
+    record: int
+    title: str
+    metadata: dict[str, Any]
+    doc_key: str = ""
+    """The document's id (:func:`document_key`)."""
+
+
+@dataclass(frozen=True)
+class LanguageMeans:
+    """Per-language vector sums and counts, as kept in the index."""
+
+    sums: Mapping[str, np.ndarray]
+    counts: Mapping[str, int]
+
+    @property
+    def total(self) -> int:
+        """Number of vectors summed."""
+        return int(sum(self.counts.values()))
+
+    def global_mean(self) -> np.ndarray | None:
+        """Mean over every vector, or None when there are none."""
+        if not self.total:
+            return None
+        return sum(self.sums.values()) / self.total
+
+    def mean(self, lang: str, *, shrink: float) -> np.ndarray | None:
+        """The (shrunk) mean for ``lang``; the global mean for a language the index lacks."""
+        overall = self.global_mean()
+        if overall is None:
+            return None
+        n = self.counts.get(lang, 0)
+        if n == 0:
+            return overall
+        return (self.sums[lang] + shrink * overall) / (n + shrink)
+
+
+@dataclass(frozen=True)
+class ChunkTokens:
+    """The token vectors of one chunk kept for reranking: spans into the chunk text and vectors."""
+
+    offsets: np.ndarray
+    """``(n, 2)`` int32 character spans in the chunk's text."""
+    vectors: np.ndarray
+    """``(n, d)`` float32 raw token vectors."""

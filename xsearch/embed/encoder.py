@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import BACKENDS
+from ..config import BACKENDS, POOLINGS
 from ..errors import ModelError
 from .registry import CARDS, ResolvedModel, resolve_model
-from .pooling import POOLING_MODES, pool
+from .pooling import pool
 
 LOGGER = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ class Encoder:
 
     def __init__(self, resolved: ResolvedModel, *, pooling: str = "mean", layer: int | None = None,
                  max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> None:
-        if pooling not in POOLING_MODES:
-            raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLING_MODES)}")
+        if pooling not in POOLINGS:
+            raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         chosen = backend is not None or bool(os.environ.get("XSEARCH_BACKEND"))
         backend = backend or default_backend()
         if backend not in BACKENDS:

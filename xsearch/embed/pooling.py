@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..config import POOLINGS
+
 if TYPE_CHECKING:
     import torch
-
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -28,4 +28,4 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
         return summed / lengths
     if mode == "mean_sqrt_len":
         return summed / lengths.sqrt()
-    raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLING_MODES)}")
+    raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLINGS)}")

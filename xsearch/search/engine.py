@@ -18,17 +18,17 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from ..ann import AnnIndex
-from ..store.db import LanguageMeans, Store
+from ..config import MODES, SCORINGS
+from ..embed.centering import SHRINK, prepare
+from ..store.db import Store
 from ..types import Hit
-from .centering import SHRINK, center
 from .fusion import rrf
-from .rerank import centre, content_mask, fuse, matched_spans, maxsim_of, merge_spans, similarities
+from ..embed.tokens import content_mask
+from .rerank import centre, fuse, matched_spans, maxsim_of, merge_spans, similarities
 
 if TYPE_CHECKING:
     from ..embed.encoder import Encoder, TokenEmbeddings
 
-SCORINGS = ("centered", "plain")
-MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60
 RERANK_CANDIDATES = 100
 """First-stage candidates reranked by late interaction."""
@@ -48,15 +48,6 @@ fight over matrices this small."""
 def _blas() -> ThreadpoolController:
     """The process's BLAS libraries, found once (finding them costs milliseconds per query)."""
     return ThreadpoolController()
-
-
-def prepare(vectors: np.ndarray, langs: Sequence[str], scoring: str, means: LanguageMeans) -> np.ndarray:
-    """Vectors as the given scoring compares them."""
-    if scoring == "centered":
-        return center(vectors, langs, means)
-    if scoring == "plain":
-        return np.asarray(vectors, dtype=np.float32)
-    raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
 
 
 def dense_candidates(store: Store, ann: AnnIndex | None, query_vectors: np.ndarray, query_langs: Sequence[str],

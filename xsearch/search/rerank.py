@@ -18,7 +18,6 @@ Shapes: ``q`` query tokens, ``n`` document tokens, ``d`` the vector dimension.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +25,6 @@ import numpy as np
 __all__ = [
     "alignment",
     "centre",
-    "content_mask",
     "fuse",
     "highlight_spans",
     "matched_spans",
@@ -53,26 +51,6 @@ def centre(vectors: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
     """``(n, d)`` minus a ``(d,)`` mean vector, then L2-normalised; just normalised when ``mean`` is None."""
     x = np.asarray(vectors, dtype=np.float32)
     return normalise(x if mean is None else x - np.asarray(mean, dtype=np.float32))
-
-
-def _is_content_char(ch: str) -> bool:
-    # letters, digits and combining marks (Indic vowel signs are marks, not letters)
-    return unicodedata.category(ch)[0] in "LNM"
-
-
-def content_mask(text: str, offsets: np.ndarray, special: np.ndarray | None = None) -> np.ndarray:
-    """``(n,)`` bool: True for tokens that stand for at least one letter, digit or mark.
-
-    False for special tokens, tokens with an empty span (a bare word-start marker) and
-    tokens that are only punctuation, symbols or space. ``offsets`` is ``(n, 2)``
-    character spans into ``text``; ``special`` an optional ``(n,)`` bool mask.
-    """
-    offsets = np.asarray(offsets).reshape(-1, 2)
-    keep = np.fromiter((any(_is_content_char(ch) for ch in text[s:e]) for s, e in offsets.tolist()),
-                       dtype=bool, count=len(offsets))
-    if special is not None:
-        keep &= ~np.asarray(special, dtype=bool)
-    return keep
 
 
 def maxsim(query: np.ndarray, docs: Sequence[np.ndarray], *, centres: np.ndarray | None = None,

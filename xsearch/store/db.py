@@ -31,7 +31,7 @@ import numpy as np
 import sqlite_utils
 
 from ..errors import IndexCorruptError
-from ..types import Chunk, Document
+from ..types import Chunk, ChunkRow, ChunkTokens, Document, LanguageMeans
 from .lexical import ensure_lexical
 from .tokens import NotEnoughTokensError, TokenCodec
 
@@ -111,55 +111,6 @@ class FileState:
 
 
 @dataclass(frozen=True)
-class ChunkRow:
-    """A stored chunk joined with its document, as search results need it."""
-
-    id: int
-    text: str
-    start: int
-    end: int
-    lang: str
-    ord: int
-    doc_id: int
-    path: str
-    """The file's absolute path; empty for a text."""
-    record: int
-    title: str
-    metadata: dict[str, Any]
-    doc_key: str = ""
-    """The document's id (:func:`document_key`)."""
-
-
-@dataclass(frozen=True)
-class LanguageMeans:
-    """Per-language vector sums and counts, as kept in the index."""
-
-    sums: Mapping[str, np.ndarray]
-    counts: Mapping[str, int]
-
-    @property
-    def total(self) -> int:
-        """Number of vectors summed."""
-        return int(sum(self.counts.values()))
-
-    def global_mean(self) -> np.ndarray | None:
-        """Mean over every vector, or None when there are none."""
-        if not self.total:
-            return None
-        return np.sum([s for s in self.sums.values()], axis=0) / self.total
-
-    def mean(self, lang: str, *, shrink: float) -> np.ndarray | None:
-        """The (shrunk) mean for ``lang``; the global mean for a language the index lacks."""
-        overall = self.global_mean()
-        if overall is None:
-            return None
-        n = self.counts.get(lang, 0)
-        if n == 0:
-            return overall
-        return (self.sums[lang] + shrink * overall) / (n + shrink)
-
-
-@dataclass(frozen=True)
 class StoredVectors:
     """Chunk ids with their languages and vectors, row-aligned."""
 
@@ -169,16 +120,6 @@ class StoredVectors:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-
-@dataclass(frozen=True)
-class ChunkTokens:
-    """The token vectors of one chunk kept for reranking: spans into the chunk text and vectors."""
-
-    offsets: np.ndarray
-    """``(n, 2)`` int32 character spans in the chunk's text."""
-    vectors: np.ndarray
-    """``(n, d)`` float32 raw token vectors."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from ...present import display_path, highlighted
-from ...store.db import ChunkRow
+from ...types import ChunkRow
 from ...types import Hit
 
 MATCH_STYLE = "bold reverse yellow"

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..store.db import LanguageMeans
+from ..config import SCORINGS
+from ..types import LanguageMeans
 
 SHRINK = 8.0
 """Pseudo-count pulling a language's mean towards the global mean."""
@@ -31,6 +32,16 @@ def center(vectors: np.ndarray, langs: Sequence[str], means: LanguageMeans, *, s
         out[codes == lang] -= means.mean(lang, shrink=shrink).astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
+
+
+def prepare(vectors: np.ndarray, langs: Sequence[str], scoring: str, means: LanguageMeans) -> np.ndarray:
+    """Vectors as the given scoring compares them: centred on their language's mean
+    (``"centered"``) or as they are (``"plain"`` cosine)."""
+    if scoring == "centered":
+        return center(vectors, langs, means)
+    if scoring == "plain":
+        return np.asarray(vectors, dtype=np.float32)
+    raise ValueError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
 
 
 CSLS_K = 3
