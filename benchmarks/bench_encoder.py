@@ -63,7 +63,7 @@ def long_texts(n: int, encoder: Encoder) -> list[str]:
     for i in rng.permutation(len(rows)):
         text = rows[i]
         target = int(rng.integers(150, 250))
-        spans = encoder.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        spans = encoder.tokenizer.encode([text])[0].offsets
         if len(spans) < 150:
             continue
         out.append(text[: spans[min(target, len(spans)) - 1][1]])
@@ -93,7 +93,12 @@ def query_latency_ms(embed: Embed, queries: Sequence[str]) -> float:
 
 
 def sentence_transformers_embed(encoder: Encoder) -> Embed:
-    st = encoder._st  # the very model the xsearch backends run, loaded by sentence-transformers
+    from sentence_transformers import SentenceTransformer
+
+    from xsearch.embed.registry import resolve_model
+
+    # the very model the xsearch backends run, loaded by sentence-transformers
+    st = SentenceTransformer(str(resolve_model(encoder.info.model).path), device="cpu", local_files_only=True)
 
     def embed(texts: Sequence[str], kind: str) -> np.ndarray:
         prefix = encoder.info.query_prefix if kind == "query" else encoder.info.passage_prefix
@@ -136,8 +141,8 @@ def main() -> None:
 
     torch_encoder = Encoder.load(DEFAULT_MODEL, threads=args.threads, backend="torch")
     short, long = short_texts(args.short), long_texts(args.long, torch_encoder)
-    long_tokens = sum(len(ids) for ids in torch_encoder.tokenizer(
-        [torch_encoder.info.passage_prefix + t for t in long])["input_ids"])
+    long_tokens = sum(len(e.ids) for e in torch_encoder.tokenizer.encode(
+        [torch_encoder.info.passage_prefix + t for t in long], max_length=torch_encoder.info.max_length))
     queries = short[: 60]
     tatoeba = load_tatoeba(SHARED / "tatoeba", languages=TATOEBA_LANGS)
 

@@ -105,11 +105,11 @@ def main() -> None:
 
         stored = index.store.all_vectors()
         means = index.store.language_means()
-        base = index._ann_vectors(stored)
+        base = index.vectors.prepared(stored)
         qv = prepare(index.encoder.encode_queries(queries[:100]), detect_languages(queries[:100]),
                      index.config.scoring, means)
         exact_ids = stored.ids[np.argsort(-(qv @ base.T), axis=1)[:, :10]]
-        _, ann_ids = index._sync_ann(save=False).search(qv, 10)
+        _, ann_ids = index.vectors.sync(save=False).search(qv, 10)
         recall_built = recall_at_10(ann_ids, exact_ids)
 
         points = clustered(args.ann_size + 200, base.shape[1])

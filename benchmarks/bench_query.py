@@ -9,8 +9,8 @@ little Gaussian noise, until the index holds ``--chunks`` chunks; the index is t
 opened afresh (and warmed) as a user's search session would open it. Queries are the real
 bible-nt-7 queries (seven languages). Prints a markdown table of p50 / p95 milliseconds for:
 encoding the query (sentence + token vectors), the ANN search alone, a whole search without
-rerank, a whole search with the late-interaction rerank of the top 100, and the rerank's
-share; the ANN's recall@10 against exact search in the same run; RAM and disk.
+rerank, one with the late-interaction rerank of the top 100, one that also pulls up the best
+hit's translations (the default), and the shares of rerank and feedback; the ANN's recall@10 against exact search in the same run; RAM and disk.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import xsearch  # noqa: E402,F401  (before numpy, as the CLI does: it tunes numpy's BLAS threads)
+from xsearch.runtime import configure_process  # noqa: E402
+
+configure_process()  # before numpy, as the CLI does: it tunes numpy's BLAS threads
 
 import numpy as np  # noqa: E402
 
@@ -41,6 +43,7 @@ from xsearch.embed.tokens import content_tokens  # noqa: E402
 from xsearch.embed.centering import prepare  # noqa: E402
 from xsearch.search.engine import RERANK_CANDIDATES  # noqa: E402
 from xsearch.store.db import FileState, NewDocument  # noqa: E402
+from xsearch.translations import update_links  # noqa: E402
 from xsearch.types import ChunkTokens  # noqa: E402
 from xsearch.types import Document  # noqa: E402
 
@@ -52,8 +55,9 @@ def percentiles(ms: list[float]) -> str:
     return f"{statistics.median(ms):.1f} / {np.percentile(ms, 95):.1f}"
 
 
-def fill(index: Index, target: int, rng: np.random.Generator) -> tuple[int, float]:
-    """Store real chunks, then noisy replicas of them, until the index holds ``target`` chunks."""
+def fill(index: Index, target: int, rng: np.random.Generator) -> tuple[int, float, float]:
+    """Store real chunks, link them, then store noisy replicas of them until the index holds
+    ``target`` chunks; returns the chunks stored and the seconds of embedding and linking."""
     rows = [json.loads(line) for line in open(BIBLE / "corpus.jsonl", encoding="utf-8")]
     docs = detect_document_languages([Document(path=f"/bench/orig/{r['_id']}", text=r["text"], title=r.get("title", ""))
                                       for r in rows])
@@ -88,8 +92,36 @@ def fill(index: Index, target: int, rng: np.random.Generator) -> tuple[int, floa
                 added = []
         if added:
             index.store.replace_files([], added)
+        if replica == 0:
+            link_s = link_originals(index)
         replica += 1
-    return stored, embed_s
+    return stored, embed_s, link_s
+
+
+def link_originals(index: Index) -> float:
+    """Make the translation links of the original passages for real; returns the seconds."""
+    t0 = time.perf_counter()
+    update_links(index.store, index.vectors.sync(save=False), index.config.scoring)
+    return time.perf_counter() - t0
+
+
+def copy_links(index: Index) -> int:
+    """Link replica r of a passage to replica r of its translations, as in a corpus of that many
+    parallel collections (linked for real, a replica's nearest neighbours would be its own noisy
+    copies in its own language); returns the number of links in the index."""
+    rows = index.store.db.execute(
+        "SELECT c.id, d.path, c.ord FROM chunks c JOIN documents d ON d.id = c.doc_id").fetchall()
+    place = {cid: (path.split("/")[2], path.split("/")[3], ord_) for cid, path, ord_ in rows}
+    chunk_at = {spot: cid for cid, spot in place.items()}
+    pairs = index.store.db.execute("SELECT chunk_id, other_id, score FROM translations WHERE chunk_id < other_id")
+    copied = []
+    for a, b, score in pairs.fetchall():
+        for replica in sorted({spot[0] for spot in place.values()} - {"r0"}):
+            ra, rb = chunk_at.get((replica, *place[a][1:])), chunk_at.get((replica, *place[b][1:]))
+            if ra is not None and rb is not None:
+                copied.append((ra, rb, score))
+    index.store.replace_links([], copied, upto_gen=index.store.generation)
+    return index.store.link_count()
 
 
 def main() -> None:
@@ -107,22 +139,23 @@ def main() -> None:
         index = Index.create(Path(tmp) / "index", backend=args.backend)
         index.warm()
         t0 = time.perf_counter()
-        stored, embed_s = fill(index, args.chunks, rng)
+        stored, embed_s, link_s = fill(index, args.chunks, rng)
         fill_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ann = index._sync_ann(save=True)
+        ann = index.vectors.sync(save=True)
         ann_build_s = time.perf_counter() - t0
+        links = copy_links(index)
         info = index.info()
         index.close()  # searched as a user would: the index opened afresh, the build's memory gone
         del ann
         gc.collect()
         index = Index.open(Path(tmp) / "index", backend=args.backend)
         index.warm()
-        ann = index._sync_ann(save=False)
+        ann = index.vectors.sync(save=False)
 
         for q in queries[:5]:  # warm every path
             index.search(q, k=10)
-        timings: dict[str, list[float]] = {"encode": [], "ann": [], "dense": [], "rerank": []}
+        timings: dict[str, list[float]] = {"encode": [], "ann": [], "dense": [], "rerank": [], "feedback": []}
         means = index.store.language_means()
         for q in queries:
             t0 = time.perf_counter()
@@ -132,13 +165,13 @@ def main() -> None:
             t0 = time.perf_counter()
             ann.search(qv, RERANK_CANDIDATES)
             timings["ann"].append((time.perf_counter() - t0) * 1000)
-            for name, rerank in (("dense", False), ("rerank", True)):
+            for name, rerank, feedback in (("dense", False, False), ("rerank", True, False), ("feedback", True, True)):
                 t0 = time.perf_counter()
-                index.search(q, k=10, rerank=rerank)
+                index.search(q, k=10, rerank=rerank, feedback=feedback)
                 timings[name].append((time.perf_counter() - t0) * 1000)
 
         stored_vectors = index.store.all_vectors()
-        base = index._ann_vectors(stored_vectors)
+        base = index.vectors.prepared(stored_vectors)
         qv = prepare(index.encoder.encode_queries(queries[:100]), detect_languages(queries[:100]),
                      index.config.scoring, means)
         exact = stored_vectors.ids[exact_top_k(qv, base, 10)]
@@ -152,15 +185,19 @@ def main() -> None:
         index.close()
 
     rerank_ms = [r - d for r, d in zip(timings["rerank"], timings["dense"])]
+    feedback_ms = [f - r for f, r in zip(timings["feedback"], timings["rerank"])]
     print(f"\n{stored:,} chunks ({info.index_type}, nprobe {ann.nprobe}); filled in {fill_s:.0f} s "
-          f"(embedding {embed_s:.0f} s), ANN built in {ann_build_s:.1f} s; {len(queries)} queries in 7 languages; "
+          f"(embedding {embed_s:.0f} s), ANN built in {ann_build_s:.1f} s, {links:,} translation links (the "
+          f"originals' made in {link_s:.1f} s); {len(queries)} queries in 7 languages; "
           f"{os.cpu_count()} cores, backend {index.encoder.backend}\n")
     print("| step | p50 / p95 ms |\n|---|---|")
     print(f"| encode the query (sentence + token vectors) | {percentiles(timings['encode'])} |")
     print(f"| ANN search, top {RERANK_CANDIDATES} | {percentiles(timings['ann'])} |")
-    print(f"| whole search, no rerank | {percentiles(timings['dense'])} |")
-    print(f"| whole search, rerank of the top {RERANK_CANDIDATES} (default) | {percentiles(timings['rerank'])} |")
+    print(f"| whole search, no rerank, no feedback | {percentiles(timings['dense'])} |")
+    print(f"| whole search, rerank of the top {RERANK_CANDIDATES}, no feedback | {percentiles(timings['rerank'])} |")
+    print(f"| whole search, rerank and translation feedback (default) | {percentiles(timings['feedback'])} |")
     print(f"| of which rerank | {percentiles(rerank_ms)} |")
+    print(f"| of which feedback | {percentiles(feedback_ms)} |")
     print(f"\nANN recall@10 vs exact: {raw:.3f} raw, {rescored:.3f} after exact re-scoring of the top 100; "
           f"disk {info.bytes_on_disk / stored:,.0f} bytes per chunk; "
           f"peak RSS {peak_rss_mb():,.0f} MB")

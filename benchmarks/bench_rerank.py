@@ -124,7 +124,7 @@ class Bench:
     # first stage
     def first_stage(self, centred: bool) -> tuple[np.ndarray, np.ndarray]:
         """Top-k candidate rows and cosine scores per query, ``(n_queries, k)`` each."""
-        from xsearch.search.rerank import normalise
+        from xsearch.search.late_interaction import normalise
 
         docs, queries = self.a["doc_sent"], self.a["q_sent"]
         if centred:
@@ -147,7 +147,7 @@ class Bench:
 
         ``doc_tokens`` replaces the raw document token vectors (e.g. decoded by a codec).
         """
-        from xsearch.search.rerank import centre
+        from xsearch.search.late_interaction import centre
 
         q_how, d_how = FILTERS[filt]
         d_keep = self.keep_mask("doc", d_how)
@@ -171,7 +171,7 @@ class Bench:
 
     def maxsim_all(self, cands: np.ndarray, toks) -> np.ndarray:
         """``(n_queries, k)`` MaxSim of each query against its candidates."""
-        from xsearch.search.rerank import maxsim
+        from xsearch.search.late_interaction import maxsim
 
         queries, flat, starts, counts, _ = toks
         out = np.empty(cands.shape, dtype=np.float32)
@@ -191,7 +191,7 @@ class Bench:
         return result[AP @ 20], result[R @ 7]
 
     def fused(self, cands, first, ms, weight: float) -> tuple[float, float]:
-        from xsearch.search.rerank import fuse
+        from xsearch.search.fusion import fuse
 
         return self.measure(cands, np.stack([fuse(f, m, weight) for f, m in zip(first, ms)]))
 
@@ -275,7 +275,8 @@ def latency_rows(bench: Bench, stages: dict, codecs: dict, weight: float, n_quer
     """Median and p95 wall time of decode + centre + MaxSim + fusion for one query's candidates."""
     from threadpoolctl import threadpool_limits
 
-    from xsearch.search.rerank import centre, fuse, maxsim, maxsim_packed
+    from xsearch.search.fusion import fuse
+    from xsearch.search.late_interaction import centre, maxsim, maxsim_packed
 
     stage, _, centred, filt = BEST
     cands, first = stages[stage]
@@ -346,7 +347,7 @@ def train_size_rows(bench: Bench, stages: dict, weight: float, seed: int) -> lis
 
 def highlight_rows(bench: Bench, stages: dict, n_queries: int) -> list:
     """Best-match cosines of query content tokens, in answers of other languages and in non-answers."""
-    from xsearch.search.rerank import alignment
+    from xsearch.search.late_interaction import alignment
 
     stage, _, _, filt = BEST
     cands, _ = stages[stage]
@@ -386,7 +387,8 @@ def encode_texts(encoder, texts: list[str], kind: str) -> dict:
 
 def tatoeba_rows(cache: Path, threads: int | None, candidates: int) -> list:
     """Short texts: accuracy@1 of xx -> English retrieval, first stage and with MaxSim rerank."""
-    from xsearch.search.rerank import centre, fuse, maxsim, normalise
+    from xsearch.search.fusion import fuse
+    from xsearch.search.late_interaction import centre, maxsim, normalise
 
     encoder = None
     rows = []

@@ -11,7 +11,7 @@ import pytest
 
 from xsearch.ann import FLAT_THRESHOLD, FaissIndex, build, choose_factory, default_nprobe
 from xsearch.ann import needs_retrain
-from xsearch.ann.factory import choose_nlist
+from xsearch.ann.sizing import choose_nlist
 from xsearch.errors import IndexCorruptError, IndexMismatchError, UsageError
 
 DIM = 384

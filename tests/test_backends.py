@@ -1,8 +1,10 @@
-"""The int8 backends (OpenVINO, ONNX Runtime) agree with the torch fp32 encoder; token-budget batching keeps order."""
+"""The int8 backends (OpenVINO, ONNX Runtime) agree with the torch fp32 encoder; once built they load without
+torch and encode exactly as when loaded through transformers; token-budget batching keeps order."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ from xsearch import Index
 from xsearch.embed import onnx, openvino
 from xsearch.embed.encoder import Encoder, token_budget_batches
 from xsearch.embed.export import MANIFEST
+from xsearch.embed.prebuilt import load_prebuilt
 from xsearch.embed.registry import resolve_model
+from xsearch.embed.transformer import load_transformer
 from xsearch.errors import ModelError
 
 pytest.importorskip("onnxruntime")
@@ -31,6 +35,18 @@ SENTENCES = [
     "La primera taza de café se sirvió en Etiopía, según la leyenda.",
     "चाँद पर पहला कदम 1969 में रखा गया था।",
     "发酵面团需要时间、温度和耐心。",
+]
+TRICKY = [
+    "  Leading spaces,  double  spaces and a URL: https://example.org/x?y=1 ",
+    "tab\tand\nnew line\r\n, NBSP\u00a0here, zero\u200bwidth",
+    "emoji 👍🏽 and a family 👨\u200d👩\u200d👧, e\u0301 combining, ﬁ ligature, ① ² Ⅻ",
+    "literal <s> and </s> and <mask> and <pad> in text",
+    "ภาษาไทยไม่มีช่องว่าง 한국어 문장입니다 עברית",
+    "",
+    " ",
+    "▁ ▁word ▁",
+    "Wort " * 600,
+    "長い日本語の文章。" * 200,
 ]
 
 
@@ -102,6 +118,67 @@ def default_model_builds(cache: Path, backend: str) -> list[Path]:
             if (folder / MANIFEST).is_file() and json.loads((folder / MANIFEST).read_text())["source"] == source]
 
 
+def assert_same_tokens(a, b) -> None:
+    assert (a.text, a.tokens, a.ids, a.truncated) == (b.text, b.tokens, b.ids, b.truncated)
+    assert np.array_equal(a.offsets, b.offsets) and np.array_equal(a.special, b.special)
+
+
+def test_a_built_model_loads_without_transformers_and_encodes_the_same(openvino_encoder: Encoder,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    full = Encoder(*load_transformer(resolve_model("multilingual-e5-small"), pooling="mean", layer=None,
+                                     max_length=None, threads=os.cpu_count() or 1, backend="openvino"))
+    loaded = load_prebuilt("multilingual-e5-small", pooling="mean", layer=None, max_length=None,
+                           threads=os.cpu_count() or 1, backend="openvino")
+    assert loaded is not None
+    light = Encoder(*loaded)
+    assert type(light._runner) is type(full._runner)
+    assert (light.info, light.backend, light.tokenizer.pad_id) == (full.info, full.backend, full.tokenizer.pad_id)
+    texts = SENTENCES + TRICKY + sample_passages(60)
+    assert light.count_tokens(texts) == full.count_tokens(texts)
+    assert any(t.truncated for t in full.token_embeddings(TRICKY))
+    for kind in (None, "query", "passage"):
+        reference, tokens_ref = full.embed(texts, kind=kind, tokens=True, batch_tokens=2048)
+        vectors, tokens = light.embed(texts, kind=kind, tokens=True, batch_tokens=2048)
+        np.testing.assert_allclose(vectors, reference, atol=1e-6)
+        for a, b in zip(tokens_ref, tokens):
+            assert_same_tokens(a, b)
+            np.testing.assert_allclose(b.vectors, a.vectors, atol=1e-5)
+    widths = []
+    for encoder in (full, light):  # the same widths for warm(), one query at a time, and a batch
+        recording = Recording(encoder._runner, openvino.WIDTH_STEP)
+        monkeypatch.setattr(encoder, "_runner", recording)
+        encoder.warm()
+        for text in SENTENCES + TRICKY:
+            encoder.embed([text], kind="query", tokens=True)
+        encoder.embed(SENTENCES, kind="passage")
+        widths.append(recording.widths)
+    assert widths[0] == widths[1]
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_a_model_loads_without_transformers_once_built_for_its_layer(backend: str, tiny_xlmr: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path))
+    threads = os.cpu_count() or 1
+    assert load_prebuilt(str(tiny_xlmr), pooling="cls", layer=1, max_length=None, threads=threads,
+                         backend=backend) is None  # nothing built yet
+    full = Encoder.load(str(tiny_xlmr), pooling="cls", layer=1, backend=backend)
+    loaded = load_prebuilt(str(tiny_xlmr), pooling="cls", layer=1, max_length=None, threads=threads, backend=backend)
+    assert loaded is not None
+    light = Encoder(*loaded)
+    assert (light.info, light.backend) == (full.info, backend)
+    np.testing.assert_allclose(light.encode(SENTENCES + TRICKY), full.encode(SENTENCES + TRICKY), atol=1e-6)
+    for a, b in zip(full.token_embeddings(TRICKY, kind="query"), light.token_embeddings(TRICKY, kind="query")):
+        assert_same_tokens(a, b)
+    assert light.info.max_length == 128 and light.token_embeddings(["word " * 400])[0].truncated
+    assert load_prebuilt(str(tiny_xlmr), pooling="cls", layer=0, max_length=None, threads=threads,
+                         backend=backend) is None  # built for layer 1 only
+    with pytest.raises(ModelError, match="out of range"):
+        load_prebuilt(str(tiny_xlmr), pooling="cls", layer=5, max_length=None, threads=threads, backend=backend)
+    with pytest.raises(ModelError, match="unknown pooling"):
+        Encoder.load(str(tiny_xlmr), pooling="median", layer=1, backend=backend)
+
+
 @pytest.mark.parametrize("backend", COMPILED)
 def test_compiled_model_is_built_once_and_cached(backend: str, encoders: dict[str, Encoder], model_cache: Path) -> None:
     compiled = encoders[backend]
@@ -113,16 +190,18 @@ def test_compiled_model_is_built_once_and_cached(backend: str, encoders: dict[st
 
 
 def test_openvino_calibration_covers_queries_passages_and_long_texts(torch_encoder: Encoder) -> None:
-    from xsearch.embed.openvino import calibration_inputs, calibration_texts
+    from xsearch.embed.calibration import calibration_texts
+    from xsearch.embed.openvino import calibration_inputs
 
     texts = calibration_texts()
     assert len(texts) >= 100 and not any(t.startswith("#") for t in texts)
-    info = torch_encoder.info
-    inputs = calibration_inputs(torch_encoder.tokenizer, texts, query_prefix=info.query_prefix,
+    info, tokenizer = torch_encoder.info, torch_encoder.tokenizer
+    inputs = calibration_inputs(tokenizer, texts, query_prefix=info.query_prefix,
                                 passage_prefix=info.passage_prefix, max_length=info.max_length)
-    decoded = [torch_encoder.tokenizer.decode(x["input_ids"][0], skip_special_tokens=True) for x in inputs]
-    assert sum(d.startswith(info.query_prefix) for d in decoded) >= 30
-    assert sum(d.startswith(info.passage_prefix) for d in decoded) >= len(texts)
+    decoded = ["".join(tokenizer.pieces(x["input_ids"][0, 1:-1].tolist())).replace("\u2581", " ").strip()
+               for x in inputs]
+    assert sum(d.startswith(info.query_prefix.strip()) for d in decoded) >= 30
+    assert sum(d.startswith(info.passage_prefix.strip()) for d in decoded) >= len(texts)
     lengths = [x["input_ids"].shape[1] for x in inputs]
     assert min(lengths) < 16 and max(lengths) > 200 and max(lengths) <= info.max_length
     assert all(x["attention_mask"].shape == x["input_ids"].shape and x["attention_mask"].all() for x in inputs)
@@ -232,7 +311,8 @@ def test_openvino_runs_a_few_padded_widths_with_the_same_vectors(openvino_encode
     recording.widths.clear()
     encoder.embed(SENTENCES, kind="passage")
     texts = [encoder.info.passage_prefix + text for text in SENTENCES]
-    assert recording.widths == [max(len(ids) for ids in encoder.tokenizer(texts)["input_ids"])]  # a batch: exact
+    encodings = encoder.tokenizer.encode(texts, max_length=encoder.info.max_length)
+    assert recording.widths == [max(len(e.ids) for e in encodings)]  # a batch: exact
     recording.width_step = 1
     exact = [encoder.embed([text], kind="query", tokens=True) for text in SENTENCES]
     padded_vectors, exact_vectors = (np.vstack([v for v, _ in x]) for x in (padded, exact))

@@ -34,6 +34,18 @@ def test_help_is_instant_and_imports_no_ml() -> None:
     assert result.returncode == 0 and "index" in result.stdout and "search" in result.stdout
 
 
+@pytest.mark.parametrize("preset,expected", [(None, "4"), ("12", "12")])
+def test_the_command_configures_the_process(tmp_path: Path, preset: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = ("import os, sys\nfrom xsearch.cli import main\ntry:\n    main(['info', '--index', sys.argv[1]])\n"
+            "except SystemExit:\n    print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
 def test_index_search_info_flow(sample_copy: Path, tmp_path: Path) -> None:
     index = tmp_path / "idx"
     result = run_cli("index", str(sample_copy), "--index", str(index), "--json")
@@ -174,6 +186,54 @@ def test_killed_index_run_leaves_a_searchable_index(tmp_path: Path) -> None:
     assert info["documents"] == 240
 
 
+def _run_in_terminal(*args: str, timeout: float = 300) -> str:
+    """Run the ``xsearch`` entry point on a pseudo-terminal (stdin, stdout and stderr) and return
+    everything it drew there, progress bar frames included."""
+    import pty
+
+    leader, follower = pty.openpty()
+    exe = Path(sys.executable).with_name("xsearch")
+    proc = subprocess.Popen([str(exe), *args], stdin=follower, stdout=follower, stderr=follower,
+                            env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(follower)
+    drawn = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal is gone with the process
+            break
+        if not data:
+            break
+        drawn.append(data)
+    proc.wait(timeout=30)
+    os.close(leader)
+    return b"".join(drawn).decode("utf-8", "replace")
+
+
+def test_index_progress_shows_each_phase(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "glaciers.txt").write_text(" ".join(f"Sentence {n} tells how glaciers carve valleys and carry boulders."
+                                                for n in range(60)), encoding="utf-8")
+    drawn = _run_in_terminal("index", str(docs), "--index", str(tmp_path / "idx"))
+    assert "loading model" in drawn and "indexing" in drawn, drawn
+    assert drawn.index("loading model") < drawn.index("indexing") < drawn.rindex("1 new, 0 changed")
+    assert "WARNING clustering" not in drawn  # FAISS's notes on small training samples stay out of the bar
+
+
+def test_native_stderr_is_printed_above_the_progress_bar() -> None:
+    code = ("import os\nfrom xsearch.cli import _stderr_above_display\n"
+            "with _stderr_above_display() as console:\n"
+            "    os.write(2, b'WARNING clustering 800 points to 256 centroids: please provide at least 9984 training "
+            "points\\n')\n"
+            "    os.write(2, b'a note from a native library\\n')\n"
+            "    console.print('drawn by the display')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # the forwarded line and the display's own may come in either order
+    assert sorted(result.stderr.splitlines()) == ["a note from a native library", "drawn by the display"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
@@ -190,3 +250,74 @@ def test_unreadable_file_is_skipped(tmp_path: Path) -> None:
 def test_readme_quickstart_commands_exist() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "xsearch index data/sample" in readme and "python -m pytest" in readme
+
+
+# translation-aware ranking and readable scores ---------------------------------
+
+PLANTS_DE = "wie wandeln Pflanzen Licht in Energie um?"
+
+
+def _search_json(index: Path, *options: str) -> list[dict]:
+    result = run_cli("search", PLANTS_DE, "--index", str(index), "--json", *options)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_search_groups_translations_and_explains(sample_index) -> None:
+    hits = _search_json(sample_index.path, "-k", "5", "--group-by", "translation", "--explain")
+    assert hits and "/photosynthesis/" in hits[0]["path"]
+    assert any(hit.get("translations") for hit in hits)
+    seen = set()
+    for hit in hits:
+        assert hit["chunk_id"] not in seen  # each passage once
+        seen.add(hit["chunk_id"])
+        versions = hit.get("translations", [])
+        assert all(set(t) == {"chunk_id", "lang", "path", "id", "score"} for t in versions)
+        langs = [t["lang"] for t in versions]
+        assert hit["lang"] not in langs and len(langs) == len(set(langs))
+        scores = [t["score"] for t in versions]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    explain = hits[0]["explain"]
+    assert explain["rank_score"] and explain["matched"]
+    assert {"query", "passage", "span", "cosine"} <= set(explain["matched"][0])
+    word = explain["matched"][0]
+    assert hits[0]["text"][word["span"][0] : word["span"][1]] == word["passage"]
+
+    text = run_cli("search", PLANTS_DE, "--index", str(sample_index.path), "-k", "3", "--group-by", "translation",
+                   "--explain")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    also = [line for line in lines if line.strip().startswith("also in:")]
+    assert also and also[0].split()[2:] == [t["lang"] for t in hits[0]["translations"]]
+    assert any(line.strip().startswith("why:") and "maxsim" in line for line in lines)
+    assert any(line.strip().startswith("matched:") and "→" in line for line in lines)
+
+
+def test_search_feedback_and_min_score(sample_index) -> None:
+    pulled = _search_json(sample_index.path, "-k", "10", "--explain")
+    plain = _search_json(sample_index.path, "-k", "10", "--explain", "--no-feedback")
+    assert any("translation_of_best" in hit["explain"] for hit in pulled)
+    assert not any("translation_of_best" in hit["explain"] for hit in plain)
+    for hits in (pulled, plain):
+        scores = [hit["score"] for hit in hits]
+        assert len(hits) == 10 and scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    # feedback lifts the best hit's language versions: more of them near the top
+    best = pulled[0]["path"].rsplit("/", 1)[0]
+    assert sum(best in h["path"] for h in pulled[:5]) >= sum(best in h["path"] for h in plain[:5])
+
+    strict = _search_json(sample_index.path, "-k", "10", "--min-score", "0.99")
+    assert len(strict) < len(pulled) and all(hit["score"] >= 0.99 for hit in strict)
+    floor = round(pulled[2]["score"] - 0.001, 4)  # under the third score (JSON rounds scores to 4 places)
+    some = _search_json(sample_index.path, "-k", "10", "--min-score", str(floor))
+    assert [hit["chunk_id"] for hit in some] == [hit["chunk_id"] for hit in pulled if hit["score"] >= floor]
+    assert len(some) >= 3
+
+    bad = run_cli("search", PLANTS_DE, "--index", str(sample_index.path), "--min-score", "2")
+    assert bad.returncode == 2 and "--min-score" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_info_counts_translation_links(sample_index) -> None:
+    info = json.loads(run_cli("info", "--index", str(sample_index.path), "--json").stdout)
+    assert info["translations"] == sample_index.info().translations > 0
+    text = run_cli("info", "--index", str(sample_index.path)).stdout
+    assert f"translations {info['translations']} linked pairs" in " ".join(text.split())

@@ -16,6 +16,7 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
 from xsearch.integrations.langchain import XsearchRetriever  # noqa: E402
 
@@ -47,6 +48,29 @@ def test_retriever_options_and_batch(index: Index) -> None:
     first, second = retriever.batch(["volcanic eruption", "photosynthesis"])
     assert [d.metadata["id"] for d in first] == ["volcano-ja"]
     assert [d.metadata["id"] for d in second] == ["photo-ja"]
+
+
+def test_retriever_feedback_grouping_and_min_score(index: Index) -> None:
+    question = "How does a volcano erupt?"
+    grouped = XsearchRetriever(index=index, k=2, group_by="translation").invoke(question)
+    first = grouped[0].metadata
+    assert first["id"].startswith("volcano-") and all(isinstance(d.metadata["translations"], list) for d in grouped)
+    versions = first["translations"]
+    assert {first["lang"], *(v["lang"] for v in versions)} == {"en", "fr", "ru", "ja"} and len(versions) == 3
+    assert all(set(v) == {"chunk_id", "lang", "path", "id", "score"} for v in versions)
+
+    lifted = XsearchRetriever(index=index, k=3).invoke(question)
+    apart = XsearchRetriever(index=index, k=3, feedback=False).invoke(question)
+    assert "translations" not in lifted[0].metadata and all(0 <= d.metadata["score"] <= 1 for d in lifted)
+    assert sum(d.metadata["score"] for d in lifted) > sum(d.metadata["score"] for d in apart)
+
+    floor = lifted[1].metadata["score"] - 0.001
+    strict = XsearchRetriever(index=index, k=3, min_score=floor).invoke(question)
+    assert [d.metadata["id"] for d in strict] == [d.metadata["id"] for d in lifted[:2]]
+    with pytest.raises(ValidationError):
+        XsearchRetriever(index=index, min_score=2)
+    with pytest.raises(ValidationError):
+        XsearchRetriever(index=index, group_by="sentence")
 
 
 def test_rag_example_runs(tmp_path: Path) -> None:

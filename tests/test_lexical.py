@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xsearch.search.fusion import rrf, zscore_fuse
+from xsearch.search.fusion import fuse, rrf
+from xsearch.search.lexical import lexical_search, lexical_spans, parse_query
 from xsearch.store.db import FileState, NewDocument, Store
-from xsearch.store.lexical import ensure_lexical, lexical_search, lexical_spans, parse_query
+from xsearch.store.lexical import ensure_lexical
 from xsearch.types import Chunk, Document
 
 CORPUS = {
@@ -69,7 +70,8 @@ def _ids(store: Store) -> dict[str, int]:
 
 
 def _search(store: Store, query: str, k: int = 5, **kwargs) -> list[str]:
-    (ids, scores), = lexical_search(store.db.conn, [query], k, **kwargs)
+    found, = lexical_search(store, [query], k, **kwargs)
+    ids, scores = found.ids, found.scores
     assert ids.dtype == np.int64 and scores.dtype == np.float32 and len(ids) == len(scores) <= k
     assert list(scores) == sorted(scores, reverse=True)
     texts = {cid: text for text, cid in _ids(store).items()}
@@ -114,10 +116,10 @@ def test_short_latin_terms_need_word_boundaries(store: Store) -> None:
 
 def test_no_match_and_empty_queries(store: Store) -> None:
     assert _search(store, "zyzzyva") == []
-    results = lexical_search(store.db.conn, ["", "   ", "?!", "plants"], 3)
-    assert [len(ids) for ids, _ in results] == [0, 0, 0, 1]
-    assert lexical_search(store.db.conn, [], 3) == []
-    assert len(lexical_search(store.db.conn, ["plants"], 0)[0][0]) == 0
+    results = lexical_search(store, ["", "   ", "?!", "plants"], 3)
+    assert [len(found) for found in results] == [0, 0, 0, 1]
+    assert lexical_search(store, [], 3) == []
+    assert len(lexical_search(store, ["plants"], 0)[0]) == 0
 
 
 @pytest.mark.parametrize("query", [
@@ -125,24 +127,24 @@ def test_no_match_and_empty_queries(store: Store) -> None:
     "col:XK*", "(((", "NEAR(a b, 3)", "{text}: x", "x\x00y",
 ])
 def test_fts_syntax_never_raises(store: Store, query: str) -> None:
-    lexical_search(store.db.conn, [query], 5)
+    lexical_search(store, [query], 5)
 
 
 def test_allowed_ids_filter_before_the_cut(store: Store) -> None:
     ids = _ids(store)
     english = np.array([cid for text, cid in ids.items() if text[0].isascii()], dtype=np.int64)
-    (found, _), = lexical_search(store.db.conn, ["the"], 3, allowed_ids=english)
-    assert len(found) == 3 and set(found.tolist()) <= set(english.tolist())
+    found, = lexical_search(store, ["the"], 3, allowed_ids=english)
+    assert len(found) == 3 and set(found.ids.tolist()) <= set(english.tolist())
     only = np.array([ids["The valve XK-4712 replaces the older model."]], dtype=np.int64)
-    (found, _), = lexical_search(store.db.conn, ["XK-4711"], 5, allowed_ids=only)
-    assert found.tolist() == only.tolist()  # matched through the short part "XK" only
-    (found, _), = lexical_search(store.db.conn, ["酸素"], 5, allowed_ids=english)
+    found, = lexical_search(store, ["XK-4711"], 5, allowed_ids=only)
+    assert found.ids.tolist() == only.tolist()  # matched through the short part "XK" only
+    found, = lexical_search(store, ["酸素"], 5, allowed_ids=english)
     assert len(found) == 0
-    (found, _), = lexical_search(store.db.conn, ["plants"], 5, allowed_ids=np.zeros(0, dtype=np.int64))
+    found, = lexical_search(store, ["plants"], 5, allowed_ids=np.zeros(0, dtype=np.int64))
     assert len(found) == 0
     messy = np.concatenate([english[::-1], english, np.arange(10_000, 110_000)])  # unsorted, repeated, unknown
-    (found, _), = lexical_search(store.db.conn, ["the"], 3, allowed_ids=messy)
-    assert len(found) == 3 and set(found.tolist()) <= set(english.tolist())
+    found, = lexical_search(store, ["the"], 3, allowed_ids=messy)
+    assert len(found) == 3 and set(found.ids.tolist()) <= set(english.tolist())
 
 
 def test_short_and_long_terms_add_up(store: Store) -> None:
@@ -176,7 +178,7 @@ def test_ensure_lexical_backfills_and_is_idempotent(tmp_path: Path) -> None:
     conn.execute("DROP TABLE chunks_fts_instance")
     conn.execute("DROP TABLE chunks_fts")  # now as an index from before the keyword index
     with pytest.raises(sqlite3.OperationalError):
-        lexical_search(conn, ["plants"], 3)
+        lexical_search(store, ["plants"], 3)
     ensure_lexical(conn)
     ensure_lexical(conn)
     assert _search(store, "photosynthesis")[0].startswith("Plants")
@@ -234,12 +236,12 @@ def test_zscore_fuse() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.normal(5, 3, 50), rng.normal(-2, 0.1, 50)
     za, zb = (a - a.mean()) / a.std(), (b - b.mean()) / b.std()
-    fused = zscore_fuse(a, b, 0.3)
+    fused = fuse(a, b, 0.3)
     assert fused.dtype == np.float32 and fused.shape == (50,)
     np.testing.assert_allclose(fused, 0.7 * za + 0.3 * zb, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(zscore_fuse(a, b, 0.0), za, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(zscore_fuse(a, np.full(50, 4.0), 0.5), 0.5 * za, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(zscore_fuse(a * 10 + 3, a, 0.5), za, rtol=1e-5, atol=1e-6)  # scale-free
-    assert zscore_fuse(np.zeros(0), np.zeros(0), 0.5).shape == (0,)
+    np.testing.assert_allclose(fuse(a, b, 0.0), za, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fuse(a, np.full(50, 4.0), 0.5), 0.5 * za, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fuse(a * 10 + 3, a, 0.5), za, rtol=1e-5, atol=1e-6)  # scale-free
+    assert fuse(np.zeros(0), np.zeros(0), 0.5).shape == (0,)
     with pytest.raises(ValueError):
-        zscore_fuse(np.zeros(3), np.zeros(4), 0.5)
+        fuse(np.zeros(3), np.zeros(4), 0.5)

@@ -128,6 +128,22 @@ def test_missing_models_say_how_to_get_them() -> None:
         resolve_model("no-such-model")
 
 
+def test_finding_a_model_builds_and_imports_nothing(tiny_xlmr: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from xsearch.embed.registry import find_model, hf_cache_dir
+
+    assert hf_cache_dir() == Path(huggingface_hub.constants.HF_HUB_CACHE)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert hf_cache_dir() == tmp_path / "hub"
+    monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert find_model("multilingual-e5-small") is None and not (tmp_path / "cache").exists()  # not built there
+    assert find_model("xlm-roberta-large") is None and find_model("no-such-model") is None
+    found = find_model(str(tiny_xlmr))
+    assert found is not None and found == resolve_model(str(tiny_xlmr))
+
+
 def test_models_cli_import_list_info_pull(tiny_xlmr: Path, tmp_path: Path) -> None:
     env = {"XSEARCH_CACHE_DIR": str(tmp_path / "cache")}  # imports are recorded in the cache dir
     result = run_cli("models", "import", str(tiny_xlmr), "--name", "xlm_roberta_xtreme_base", env=env)

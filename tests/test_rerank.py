@@ -7,17 +7,16 @@ import pytest
 
 from xsearch.embed.tokens import content_mask
 from xsearch.errors import IndexCorruptError, UsageError
-from xsearch.search.rerank import (
+from xsearch.search.fusion import fuse, zscore
+from xsearch.search.late_interaction import (
     alignment,
     centre,
-    fuse,
     highlight_spans,
     matched_spans,
     maxsim,
     maxsim_of,
     maxsim_packed,
     similarities,
-    zscore,
 )
 from xsearch.store.tokens import MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec
 

@@ -17,7 +17,8 @@ import uvicorn
 
 from api_corpus import add_corpus
 from xsearch import Index
-from xsearch.server import MAX_K, create_app
+from xsearch.config import GROUPINGS, MAX_K, MODES
+from xsearch.server import create_app
 
 BODY_LIMIT = 64 * 1024
 
@@ -60,6 +61,18 @@ def test_health_info_and_docs(served) -> None:
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     schema = client.get("/openapi.json").json()
     assert {"/search", "/search/batch", "/documents", "/documents/{doc_id}", "/info", "/health"} <= set(schema["paths"])
+    schemas = schema["components"]["schemas"]
+    search_options = schemas["SearchRequest"]["properties"]
+    assert search_options["mode"]["enum"] == list(MODES) and search_options["k"]["maximum"] == MAX_K
+    assert search_options["feedback"]["default"] is True and search_options["explain"]["default"] is False
+    assert search_options["min_score"]["minimum"] == 0 and search_options["min_score"]["maximum"] == 1
+    assert {"enum": list(GROUPINGS), "type": "string"} in search_options["group_by"]["anyOf"]
+    hit = schemas["HitModel"]["properties"]
+    assert {"$ref": "#/components/schemas/ExplainModel"} in hit["explain"]["anyOf"]
+    assert hit["translations"]["anyOf"][0]["items"] == {"$ref": "#/components/schemas/TranslationModel"}
+    assert set(schemas["TranslationModel"]["properties"]) == {"chunk_id", "lang", "path", "id", "score"}
+    assert {"rank_score", "maxsim", "translation_of_best", "matched"} <= set(schemas["ExplainModel"]["properties"])
+    assert info["translations"] == index.info().translations > 0
 
 
 def test_search_is_cross_lingual_and_filtered(served) -> None:
@@ -77,6 +90,35 @@ def test_search_is_cross_lingual_and_filtered(served) -> None:
     assert [h["id"] for h in only_ja][:1] == ["volcano-ja"] and all(h["lang"] == "ja" for h in only_ja)
     batch = client.post("/search/batch", json={"queries": ["Mondlandung", "lava"], "k": 1, "mode": "hybrid"}).json()
     assert [r["hits"][0]["metadata"]["topic"] for r in batch["results"]] == ["moon", "volcanoes"]
+
+
+def test_search_options_translations_and_explain(served) -> None:
+    client, _ = served
+    question = "How does a volcano erupt?"
+    grouped = client.post("/search", json={"query": question, "k": 3, "group_by": "translation",
+                                           "explain": True}).json()["hits"]
+    first = grouped[0]
+    assert first["id"].startswith("volcano-") and first["translations"]
+    langs = [t["lang"] for t in first["translations"]]
+    assert {first["lang"], *langs} == {"en", "fr", "ru", "ja"} and len(langs) == 3
+    assert all(t["id"] == f"volcano-{t['lang']}" and 0 <= t["score"] <= 1 for t in first["translations"])
+    assert first["explain"]["rank_score"] and first["explain"]["matched"]
+    assert "more" not in first and all("translations" not in h or h["translations"] for h in grouped)
+
+    plain = client.post("/search", json={"query": question, "k": 4}).json()["hits"]
+    assert all(set(h) == set(plain[0]) for h in plain) and not {"translations", "explain", "more"} & set(plain[0])
+    apart = client.post("/search", json={"query": question, "k": 4, "feedback": False, "explain": True}).json()["hits"]
+    assert not any("translation_of_best" in h["explain"] for h in apart)
+    scores = {h["id"]: h["score"] for h in plain}
+    assert sum(scores.values()) > sum(h["score"] for h in apart if h["id"] in scores)  # feedback lifted them
+
+    floor = plain[1]["score"] - 0.001
+    batch = client.post("/search/batch", json={"queries": [question, question], "k": 4, "min_score": floor}).json()
+    assert [[h["id"] for h in r["hits"]] for r in batch["results"]] == [[h["id"] for h in plain[:2]]] * 2
+    lexical = client.post("/search", json={"query": "volcan", "mode": "lexical", "k": 1,
+                                           "group_by": "translation"}).json()["hits"]
+    unmatched = {t["lang"]: t["score"] for t in lexical[0]["translations"] if t["lang"] in ("ru", "ja")}
+    assert unmatched == {"ru": None, "ja": None}  # keyword search does not score what it did not find
 
 
 def test_add_then_delete_a_document(served) -> None:
@@ -107,6 +149,11 @@ def test_add_then_delete_a_document(served) -> None:
     ("/search", {"query": "x", "limit": 3}),
     ("/search", {"query": "x", "filters": {"lang": []}}),
     ("/search", {"query": "x", "filters": {"topic": {"like": "bio%"}}}),
+    ("/search", {"query": "x", "min_score": 2}),
+    ("/search", {"query": "x", "min_score": -0.1}),
+    ("/search", {"query": "x", "group_by": "sentence"}),
+    ("/search", {"query": "x", "feedback": "maybe"}),
+    ("/search/batch", {"queries": ["x"], "explain": "very"}),
     ("/search/batch", {"queries": []}),
     ("/documents", {"documents": []}),
     ("/documents", {"documents": [{"text": ""}]}),
@@ -124,7 +171,7 @@ def test_malformed_json_k_over_the_limit_and_oversize_bodies(served) -> None:
     before = index.info().generation
     assert client.post("/search", content=b'{"query": ', headers={"content-type": "application/json"}).status_code == 422
     over = client.post("/search", json={"query": "x", "k": MAX_K + 1})
-    assert over.status_code == 400 and str(MAX_K) in over.json()["detail"]
+    assert over.status_code == 422 and str(MAX_K) in str(over.json()["detail"])
     big = {"documents": [{"text": "word " * (BODY_LIMIT // 5)}]}
     assert client.post("/documents", json=big).status_code == 413
 

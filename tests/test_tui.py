@@ -18,14 +18,15 @@ import pytest
 pytest.importorskip("textual")
 
 from textual.pilot import Pilot  # noqa: E402
-from textual.widgets import Input, SelectionList, Static  # noqa: E402
+from textual.widgets import Input, SelectionList, Static, Switch  # noqa: E402
 
 from xsearch import Index, pipeline  # noqa: E402
 from xsearch.pipeline import IndexProgress  # noqa: E402
-from xsearch.types import Hit  # noqa: E402
+from xsearch.types import Hit, Translation  # noqa: E402
 from xsearch.tui.app import XsearchApp  # noqa: E402
 from xsearch.tui.screens import FiltersScreen, HelpScreen, IndexingScreen, IndexJob  # noqa: E402
 from xsearch.tui.widgets import FilterBar, Preview, ResultList, StatusBar  # noqa: E402
+from xsearch.tui.widgets.results import hit_prompt  # noqa: E402
 
 from conftest import ROOT, SAMPLE  # noqa: E402
 
@@ -139,6 +140,52 @@ async def test_filter_to_one_language_and_toggle_rerank(index_path: Path) -> Non
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_feedback_off_and_grouping_by_translation(index_path: Path) -> None:
+    app = XsearchApp(index_path)
+    async with app.run_test(size=SIZE) as pilot:
+        results = await ready_with_results(pilot)
+        assert app.options.feedback and not app.options.group_translations
+        assert "feedback on" in str(app.query_one(FilterBar).render())
+        assert not any(h.translations for h in results.hits)
+        await pilot.press("ctrl+l")
+        assert isinstance(app.screen, FiltersScreen)
+        app.screen.query_one("#feedback", Switch).toggle()
+        app.screen.query_one("#group-translations", Switch).toggle()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.options.group_translations and any(h.translations for h in results.hits))
+        assert not app.options.feedback
+        bar = str(app.query_one(FilterBar).render())
+        assert "feedback off" in bar and "grouped by translation" in bar
+        expected = app.index.search(QUESTION, **app.options.search_kwargs())
+        assert [h.chunk_id for h in results.hits] == [h.chunk_id for h in expected]
+        for hit in results.hits:
+            langs = [t.lang for t in hit.translations]
+            assert hit.lang not in langs and len(langs) == len(set(langs))
+
+        await pilot.press("down")
+        results.highlighted = rank = next(i for i, h in enumerate(results.hits) if h.translations)
+        await pilot.pause()
+        hit = results.hits[rank]
+        header = results.get_option_at_index(rank).prompt.plain.splitlines()[0]
+        assert f" {hit.lang}   {hit.translations[0].lang} " in header
+        head = str(app.query_one("#preview-head", Static).render())
+        assert "also in: " + " ".join(f"{t.lang} {t.score:.3f}" for t in hit.translations) in head
+
+
+def test_translation_badges_keep_a_row_header_on_one_line() -> None:
+    langs = ("de", "fr", "ja", "zh", "ar", "hi", "ru", "es", "ko", "pt")
+    hit = Hit(chunk_id=1, score=0.9, text="Light becomes sugar.", path="/docs/photosynthesis/en.md", lang="en",
+              start=0, end=20, translations=tuple(Translation(n, lang, f"/docs/{lang}.md", score=0.5)
+                                                  for n, lang in enumerate(langs, 2)))
+    header = hit_prompt(1, hit, width=60).plain.splitlines()[0]  # the results pane of a 100-column terminal
+    assert len(header) <= 60 and " en   de  fr  ja " in header
+    shown = [lang for lang in langs if f" {lang} " in header]
+    assert shown == list(langs[: len(shown)]) and 3 <= len(shown) < len(langs)
+    assert f" +{len(langs) - len(shown)} en.md  " in header
+    wide = hit_prompt(1, hit, width=160).plain.splitlines()[0]
+    assert all(f" {lang} " in wide for lang in langs) and "+" not in wide
+
+
 def write_folder(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "falter.txt").write_text(
@@ -183,13 +230,13 @@ async def test_search_stays_live_while_indexing_and_cancel_keeps_the_index(tmp_p
         shutil.copytree(SAMPLE, big / f"copy{n}")
     monkeypatch.setattr(pipeline, "GROUP_FILES", 4)  # small commits: a cancel lands within a few files
     release = threading.Event()  # the run waits at its first commit until the UI has searched and cancelled
-    store = pipeline._embed_and_store
+    commit = pipeline._Commits.__call__
 
-    def held_store(*args, **kwargs):
+    def held_commit(self, item):
         release.wait(timeout=120)
-        return store(*args, **kwargs)
+        return commit(self, item)
 
-    monkeypatch.setattr(pipeline, "_embed_and_store", held_store)
+    monkeypatch.setattr(pipeline._Commits, "__call__", held_commit)
     app = XsearchApp(index_dir)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.index is not None)

@@ -11,16 +11,9 @@ Names are imported lazily so that ``import xsearch`` stays cheap.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-
-# numpy's OpenBLAS keeps idle worker threads spinning for about 0.1 s after each product; on a
-# laptop's few cores they slow down the encoder's next query (5.7 ms instead of 7-8 ms per
-# query on two cores, benchmarks/bench_query.py). Takes effect when numpy is imported after
-# xsearch, as the CLI does; an explicit setting wins.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 if TYPE_CHECKING:
     from .config import IndexConfig

@@ -9,43 +9,43 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._version import __version__
-from .config import BACKENDS
-from .errors import UsageError, XsearchError
-from .present import display_path, snippet
+from .cli_common import backend_option, json_option, stderr_console, stdout_console
+from .config import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_OVERLAP,
+    GROUPINGS,
+    MAX_K,
+    MODES,
+    POOLINGS,
+    SCORINGS,
+)
+from .errors import IndexCorruptError, UsageError, XsearchError
+from .present import LANG_STYLE, also_in, display_path, explain_lines, snippet
+from .runtime import configure_process
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from .embed.encoder import Encoder
     from .evaluate import EvalProgress
-    from .index import Index
-    from .pipeline import IndexReport
+    from .index import IndexInfo
+    from .pipeline import IndexProgress, IndexReport
     from .types import Hit
 
 EXIT_INTERRUPTED = 130
-
-
-def _stderr() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _stdout() -> Console:
-    from rich.console import Console
-
-    # Piped output is for scripts and pagers: never break a line inside a path or a word.
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
 
 
 def _log_to_stderr() -> None:
@@ -96,6 +96,10 @@ class XsearchGroup(click.Group):
             click.secho("error: ", fg="red", bold=True, err=True, nl=False)
             click.echo(" ".join(str(exc).split()), err=True)
             sys.exit(exc.exit_code)
+        except sqlite3.DatabaseError as exc:  # a page damaged after the index was opened
+            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
+            click.echo(f"the index database is damaged: {exc} (rebuild it with `xsearch index`)", err=True)
+            sys.exit(IndexCorruptError.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -109,6 +113,7 @@ def main(ctx: click.Context) -> None:
 
     With no command, opens the terminal UI on the default index (in a terminal).
     """
+    configure_process()
     if ctx.invoked_subcommand not in (None, "tui"):
         _log_to_stderr()
     if ctx.invoked_subcommand is None:
@@ -122,21 +127,19 @@ def main(ctx: click.Context) -> None:
 
 index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEARCH_INDEX",
                             help="Index directory [default: ./indexes/default, or $XSEARCH_INDEX].")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-backend_option = click.option("--backend", type=click.Choice(BACKENDS), envvar="XSEARCH_BACKEND", default=None,
-                              help="Run the encoder with OpenVINO or ONNX Runtime (int8, built once from the local "
-                                   "model) or torch (fp32) [default: $XSEARCH_BACKEND, else openvino].")
 
 
 @main.command("index")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @index_option
-@click.option("--model", default=None, help="Model for a new index [default: multilingual-e5-small].")
-@click.option("--pooling", type=click.Choice(["mean", "cls", "max", "mean_sqrt_len"]), default=None,
+@click.option("--model", default=None, help=f"Model for a new index [default: {DEFAULT_MODEL}].")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
               help="Pooling for a new index [default: mean].")
 @click.option("--layer", type=int, default=None, help="Hidden layer to pool from [default: last].")
-@click.option("--max-tokens", type=click.IntRange(16, 512), default=None, help="Tokens per chunk [default: 256].")
-@click.option("--overlap", type=click.IntRange(0, 8), default=None, help="Sentences shared by neighbouring chunks [default: 1].")
+@click.option("--max-tokens", type=click.IntRange(16, 512), default=None,
+              help=f"Tokens per chunk [default: {DEFAULT_MAX_TOKENS}].")
+@click.option("--overlap", type=click.IntRange(0, 8), default=None,
+              help=f"Sentences shared by neighbouring chunks [default: {DEFAULT_OVERLAP}].")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only index matching files (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files (repeatable).")
 @click.option("--max-file-size", default="50MB", show_default=True, help="Skip larger files.")
@@ -157,43 +160,98 @@ def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, 
     for path in paths:
         if not os.path.exists(path):
             raise UsageError(f"no such file or directory: {path}")
-    err = _stderr()
+    err = stderr_console()
     show = not quiet and not as_json and err.is_terminal
-    with Index.open_or_create(_index_path(index_dir), config, explicit=explicit, backend=backend) as index:
-        if show:
-            report = _index_with_progress(index, paths, include, exclude, max_bytes, err)
-        else:
-            report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes)
-        if as_json:
-            click.echo(json.dumps({"index": str(index.path), **report.to_dict()}, ensure_ascii=False))
-        else:
-            _print_report(index, report, err)
+    index_path = _index_path(index_dir)
+    new_index = not index_path.is_dir() or not any(index_path.iterdir())
+    with _index_progress(new_index=new_index) if show else nullcontext(None) as progress, \
+            Index.open_or_create(index_path, config, explicit=explicit, backend=backend) as index:
+        report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, progress=progress)
+        info = index.info()
+    if as_json:
+        click.echo(json.dumps({"index": str(index_path), **report.to_dict()}, ensure_ascii=False))
+    else:
+        _print_report(info, report, err)
 
 
-def _index_with_progress(index: Index, paths: Sequence[str], include: Sequence[str], exclude: Sequence[str],
-                         max_bytes: int, err: Console) -> IndexReport:
+PHASES = {"scan": "scanning", "load": "loading model", "embed": "indexing", "done": "finishing"}
+"""What the progress bar of ``xsearch index`` says in each phase of a run."""
+
+
+@contextmanager
+def _index_progress(*, new_index: bool) -> Iterator[Callable[[IndexProgress], None]]:
+    """A progress callback drawing an indexing run on the terminal's stderr, shown from before
+    the index opens: "loading model" while a new index loads it (an existing one loads it in the
+    run's ``load`` phase), then files and chunks, with chunks/s counted from the moment
+    embedding began."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .pipeline import IndexProgress
-
-    started = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("scanning", total=None, chunks=0, rate="–")
+    with _stderr_above_display() as console, \
+            Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                     TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]} chunks/s"),
+                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                     transient=True) as bar:
+        task = bar.add_task("loading model" if new_index else "opening index", total=None, chunks=0, rate="–")
+        embed_started: list[float] = []
 
         def update(p: IndexProgress) -> None:
-            elapsed = max(time.perf_counter() - started, 1e-6)
-            description = {"scan": "scanning", "embed": "indexing", "done": "finishing"}[p.phase]
-            bar.update(task, description=description, total=p.files_total or None, completed=p.files_done,
-                       chunks=p.chunks_done, rate=f"{p.chunks_done / elapsed:.0f}" if p.chunks_done else "–")
+            now = time.perf_counter()
+            if p.phase == "embed" and not embed_started:
+                embed_started.append(now)
+            elapsed = now - embed_started[0] if embed_started else 0.0
+            counting = p.phase in ("embed", "done")
+            bar.update(task, description=PHASES[p.phase], total=(p.files_total or None) if counting else None,
+                       completed=p.files_done, chunks=p.chunks_done,
+                       rate=f"{p.chunks_done / elapsed:.0f}" if p.chunks_done and elapsed > 0 else "–")
 
-        return index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, progress=update)
+        yield update
 
 
-def _print_report(index: Index, report: IndexReport, err: Console) -> None:
-    rate = report.chunks_added / report.seconds if report.seconds and report.chunks_added else 0.0
-    info = index.info()
+FAISS_SAMPLE_NOTE = re.compile(r"WARNING clustering \d+ points to \d+ centroids")
+"""FAISS's note that a k-means training sample is small, which it prints from C++ when an index
+trains its token codec on a small first group: nothing for the user to act on."""
+
+
+@contextmanager
+def _stderr_above_display() -> Iterator[Console]:
+    """A console on the terminal's stderr for a live display, while what is written to file
+    descriptor 2 meanwhile is read line by line and printed through it: what native libraries
+    (FAISS, OpenVINO) print there then appears above the display instead of inside it."""
+    import threading
+
+    from rich.console import Console
+
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    console = Console(file=open(terminal, "w", encoding="utf-8", errors="replace"), highlight=False, soft_wrap=True)
+
+    def forward() -> None:
+        with open(read_end, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if FAISS_SAMPLE_NOTE.match(line):
+                    continue
+                try:
+                    console.print(line.rstrip("\n"), markup=False, highlight=False)
+                except (OSError, ValueError):  # the terminal went away: keep reading, so writers never block
+                    continue
+
+    forwarder = threading.Thread(target=forward, name="xsearch-stderr", daemon=True)
+    forwarder.start()
+    try:
+        yield console
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)  # closes the pipe's last write end: the forwarder prints what is left, then stops
+        forwarder.join()
+        console.file.close()
+
+
+def _print_report(info: IndexInfo, report: IndexReport, err: Console) -> None:
+    embedding = report.seconds - report.stages.get("model", 0.0)  # the rate leaves model loading out
+    rate = report.chunks_added / embedding if embedding > 0 and report.chunks_added else 0.0
     err.print(
         f"[bold green]indexed[/] {report.files_added} new, {report.files_updated} changed, "
         f"{report.files_removed} removed, {report.files_unchanged} unchanged files; "
@@ -210,18 +268,36 @@ def _print_report(index: Index, report: IndexReport, err: Console) -> None:
             err.print(f"  … and {len(report.skipped) - 20} more (see --json)")
 
 
+def _read_queries(query: str | None, queries_file: Any) -> list[str]:
+    """The queries of ``search``: the argument, or the lines of ``--queries``; both must be UTF-8."""
+    try:
+        queries = [query] if query is not None else [line.strip() for line in queries_file if line.strip()]
+        for text in queries:
+            text.encode("utf-8")
+    except UnicodeError as exc:
+        where = "the query" if query is not None else f"--queries {queries_file.name}"
+        raise UsageError(f"{where} is not valid UTF-8 text") from exc
+    return queries
+
+
 @main.command("search")
 @click.argument("query", required=False)
 @index_option
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Number of results.")
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="Number of results.")
 @click.option("--lang", "langs", metavar="CODES", help="Only passages in these languages, e.g. de,ja.")
-@click.option("--mode", type=click.Choice(["dense", "lexical", "hybrid"]), default="dense", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True,
               help="Sentence vectors, BM25 keywords, or both fused.")
-@click.option("--scoring", type=click.Choice(["centered", "plain"]), default=None,
+@click.option("--scoring", type=click.Choice(SCORINGS), default=None,
               help="Language-agnostic (centered) or plain cosine [default: the index's].")
 @click.option("--rerank/--no-rerank", default=True, show_default=True,
               help="Rerank the top 100 by token-level late interaction.")
-@click.option("--group-by", type=click.Choice(["document"]), default=None, help="Each document once.")
+@click.option("--feedback/--no-feedback", default=True, show_default=True,
+              help="Pull up the language versions of the best hit (dense and hybrid modes).")
+@click.option("--group-by", type=click.Choice(GROUPINGS), default=None,
+              help="Each document once, or each passage once with its language versions listed.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="SCORE",
+              help="Only hits scoring at least this (scores run from 0 to 1).")
+@click.option("--explain", is_flag=True, help="Show why each hit matched: the stages' scores and aligned words.")
 @click.option("--query-lang", default=None, metavar="CODE", help="The query's language, instead of detecting it.")
 @click.option("--model", default=None, help="Refuse to run unless the index uses this model.")
 @click.option("--queries", "queries_file", type=click.File("r", encoding="utf-8"),
@@ -229,17 +305,19 @@ def _print_report(index: Index, report: IndexReport, err: Console) -> None:
 @backend_option
 @json_option
 def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, mode: str, scoring: str | None,
-               rerank: bool, group_by: str | None, query_lang: str | None, model: str | None, queries_file: Any,
-               backend: str | None, as_json: bool) -> None:
+               rerank: bool, feedback: bool, group_by: str | None, min_score: float, explain: bool,
+               query_lang: str | None, model: str | None, queries_file: Any, backend: str | None,
+               as_json: bool) -> None:
     """Search the index with a query in any language."""
     from .index import Index
 
     if (query is None) == (queries_file is None):
         raise UsageError("give a QUERY or --queries FILE (one of them)")
-    queries = [query] if query is not None else [line.strip() for line in queries_file if line.strip()]
+    queries = _read_queries(query, queries_file)
     with Index.open(_index_path(index_dir), model=model, backend=backend) as index:
         results = index.search_batch(queries, k, langs=_langs(langs), mode=mode, scoring=scoring, rerank=rerank,
-                                     group_by=group_by, query_lang=query_lang)
+                                     feedback=feedback, group_by=group_by, min_score=min_score, explain=explain,
+                                     query_lang=query_lang)
     if as_json:
         if queries_file is None:
             click.echo(json.dumps([h.to_dict() for h in results[0]], ensure_ascii=False))
@@ -247,7 +325,7 @@ def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | No
             for hits in results:
                 click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         return
-    out = _stdout()
+    out = stdout_console()
     for n, (text, hits) in enumerate(zip(queries, results)):
         if len(queries) > 1:
             out.print(("\n" if n else "") + f"[bold]query:[/] {text}", highlight=False)
@@ -264,7 +342,7 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
         line = Text()
         line.append(f"{rank:>2}. ", style="bold")
         line.append(f"{hit.score:.3f} ", style="cyan")
-        line.append(f"[{hit.lang or 'und'}] ", style="magenta")
+        line.append(f"[{hit.lang or 'und'}] ", style=LANG_STYLE)
         line.append(display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
         if hit.title:
             line.append(f"  {hit.title}", style="dim")
@@ -272,6 +350,11 @@ def _print_hits(out: Console, hits: list[Hit]) -> None:
         out.print(Text("    ").append_text(snippet(hit.text, hit.highlights)))
         for more in hit.more:
             out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(snippet(more.text, more.highlights, 120)))
+        if hit.translations:
+            out.print(Text("    ").append_text(also_in(hit.translations)), soft_wrap=True)
+        if hit.explain is not None:
+            for row in explain_lines(hit.explain):
+                out.print(Text(f"    {row}", style="dim"), soft_wrap=True)
 
 
 @main.command("tui")
@@ -296,12 +379,13 @@ def info_cmd(index_dir: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info.to_dict(), ensure_ascii=False))
         return
-    out = _stdout()
+    out = stdout_console()
     langs = ", ".join(f"{lang} {n}" for lang, n in info.languages.items()) or "–"
     layer = "last" if info.layer is None else str(info.layer)
     rows = [
         ("index", info.path), ("files", str(info.files)), ("documents", str(info.documents)),
-        ("chunks", str(info.chunks)), ("languages", langs), ("model", info.model),
+        ("chunks", str(info.chunks)), ("languages", langs), ("translations", f"{info.translations} linked pairs"),
+        ("model", info.model),
         ("pooling", f"{info.pooling} (layer {layer})"), ("dimension", str(info.dim)),
         ("index type", info.index_type), ("size on disk", _human_bytes(info.bytes_on_disk)),
         ("built by", f"xsearch {info.version}"),
@@ -323,7 +407,7 @@ def eval_group() -> None:
     """Measure retrieval quality on standard test sets (BEIR folders, Tatoeba)."""
 
 
-model_option = click.option("--model", default=None, help="Model to evaluate [default: multilingual-e5-small].")
+model_option = click.option("--model", default=None, help=f"Model to evaluate [default: {DEFAULT_MODEL}].")
 
 
 @eval_group.command("beir")
@@ -348,14 +432,14 @@ def eval_beir_cmd(directory: str, modes: tuple[str, ...], model: str | None, ind
     data = load_beir(directory)
     configs = check_configs(modes)
     encoder = _eval_encoder(model, backend)
-    with _eval_progress(_stderr()) as progress:
+    with _eval_progress(stderr_console()) as progress:
         rows = evaluate_beir(data, configs=configs, encoder=encoder, index_dir=index_dir, progress=progress)
     if as_json:
         click.echo(json.dumps([row.to_dict() for row in rows], ensure_ascii=False))
         return
     from rich.table import Table
 
-    out = _stdout()
+    out = stdout_console()
     out.print(f"{directory}: {len(data.corpus)} passages, {rows[0].queries} queries, model {rows[0].model}",
               markup=False)
     table = Table(box=None, header_style="bold")
@@ -389,14 +473,14 @@ def eval_tatoeba_cmd(directory: str, langs: str | None, scoring: str, model: str
     languages = _langs(langs)
     load_tatoeba(directory, languages=languages)  # bad folder or language: fail before loading the model
     encoder = _eval_encoder(model, backend)
-    with _eval_progress(_stderr()) as progress:
+    with _eval_progress(stderr_console()) as progress:
         result = evaluate_tatoeba(directory, encoder=encoder, languages=languages, scoring=scoring, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     from rich.table import Table
 
-    out = _stdout()
+    out = stdout_console()
     out.print(f"{directory}: model {result.model}", markup=False)
     table = Table(box=None, header_style="bold")
     table.add_column("language")
@@ -450,7 +534,7 @@ def serve_cmd(index_dir: str | None, host: str, port: int, backend: str | None) 
     from .index import Index
     from .server import run
 
-    err = _stderr()
+    err = stderr_console()
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may search, add and delete "
                   "documents (the API has no authentication)")

@@ -6,10 +6,9 @@ import json
 
 import click
 
-from .cli import _stderr, _stdout, backend_option, json_option
+from .cli_common import backend_option, json_option, stderr_console, stdout_console
+from .config import DEFAULT_MODEL, POOLINGS
 from .errors import UsageError
-
-POOLING_CHOICE = click.Choice(["mean", "cls", "max", "mean_sqrt_len"])
 
 
 @click.group("models")
@@ -36,7 +35,7 @@ def models_list(as_json: bool) -> None:
         c = m.card
         table.add_row(c.name, c.kind, str(c.dim or "?"), str(c.max_length or "?"), "yes" if c.case_sensitive else "no",
                       c.license or "?", m.location + (f"  {m.path}" if m.path and m.location == "local path" else ""))
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @models_group.command("info")
@@ -50,7 +49,7 @@ def models_info(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(entry, ensure_ascii=False))
         return
-    out = _stdout()
+    out = stdout_console()
     for key, value in entry.items():
         if isinstance(value, list):
             value = ", ".join(value) or "–"
@@ -64,7 +63,7 @@ def models_pull(name: str) -> None:
     from .embed.registry import pull
 
     path = pull(name)
-    _stderr().print(f"[green]pulled[/] {name} into {path}")
+    stderr_console().print(f"[green]pulled[/] {name} into {path}")
 
 
 @models_group.command("import")
@@ -75,7 +74,7 @@ def models_import(path: str, name: str) -> None:
     from .embed.registry import import_model
 
     folder = import_model(path, name)
-    _stderr().print(f"[green]imported[/] {name} -> {folder}")
+    stderr_console().print(f"[green]imported[/] {name} -> {folder}")
 
 
 @models_group.command("fill-mask")
@@ -91,15 +90,15 @@ def models_fill_mask(text: str, model: str, top_k: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in completions], ensure_ascii=False))
         return
-    out = _stdout()
+    out = stdout_console()
     for c in completions:
         out.print(f"{c.score:.4f}  {c.token:<15} {c.sequence}", highlight=False, markup=False)
 
 
 @click.command("embed")
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--model", default="multilingual-e5-small", show_default=True, help="Model name, hub id or folder.")
-@click.option("--pooling", type=POOLING_CHOICE, default="mean", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name, hub id or folder.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default="mean", show_default=True)
 @click.option("--layer", type=int, default=None, help="Hidden layer to pool from [default: last].")
 @click.option("--tokens", is_flag=True, help="Token vectors with character offsets instead of sentence vectors.")
 @click.option("--as", "kind", type=click.Choice(["query", "passage", "plain"]), default="plain", show_default=True,
@@ -115,7 +114,7 @@ def embed_cmd(texts: tuple[str, ...], model: str, pooling: str, layer: int | Non
         raise UsageError("texts must not be empty")
     encoder = Encoder.load(model, pooling=pooling, layer=layer, backend=backend)
     prefix_kind = None if kind == "plain" else kind
-    out = _stdout()
+    out = stdout_console()
     if tokens:
         results = encoder.token_embeddings(list(texts), kind=prefix_kind)
         if as_json:

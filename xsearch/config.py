@@ -16,8 +16,8 @@ SCORINGS = ("centered", "plain")
 """How dense scores compare vectors: ``centered`` (per-language mean centring) or ``plain`` cosine."""
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 """How token vectors become a sentence vector."""
-GROUPINGS = ("document",)
-"""What ``group_by`` may merge hits by."""
+GROUPINGS = ("document", "translation")
+"""What ``group_by`` may merge hits by: a document's chunks, or a passage's language versions."""
 MAX_K = 1000
 """Most hits one query may ask for, in every interface."""
 BACKENDS = ("openvino", "onnx", "torch")

@@ -51,3 +51,7 @@ class IndexLockedError(XsearchError):
     """Another process is writing to the index."""
 
     exit_code = 7
+
+
+class IndexReadOnlyError(UsageError):
+    """The index may be searched but not written (a read-only folder, file or mount)."""

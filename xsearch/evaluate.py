@@ -32,12 +32,15 @@ if TYPE_CHECKING:
     from .types import Hit
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "dense-plain": {"mode": "dense", "scoring": "plain", "rerank": False},
-    "dense": {"mode": "dense", "scoring": "centered", "rerank": False},
-    "dense+rerank": {"mode": "dense", "scoring": "centered", "rerank": True},
-    "lexical": {"mode": "lexical", "rerank": False},
-    "hybrid": {"mode": "hybrid", "scoring": "centered", "rerank": False},
-    "hybrid+rerank": {"mode": "hybrid", "scoring": "centered", "rerank": True},
+    "dense-plain": {"mode": "dense", "scoring": "plain", "rerank": False, "feedback": False},
+    "dense": {"mode": "dense", "scoring": "centered", "rerank": False, "feedback": False},
+    "dense+feedback": {"mode": "dense", "scoring": "centered", "rerank": False, "feedback": True},
+    "dense+rerank": {"mode": "dense", "scoring": "centered", "rerank": True, "feedback": False},
+    "dense+rerank+feedback": {"mode": "dense", "scoring": "centered", "rerank": True, "feedback": True},
+    "lexical": {"mode": "lexical", "rerank": False, "feedback": False},
+    "hybrid": {"mode": "hybrid", "scoring": "centered", "rerank": False, "feedback": False},
+    "hybrid+rerank": {"mode": "hybrid", "scoring": "centered", "rerank": True, "feedback": False},
+    "hybrid+rerank+feedback": {"mode": "hybrid", "scoring": "centered", "rerank": True, "feedback": True},
 }
 """Ranking configurations by name: the keyword arguments each passes to ``Index.search_batch``."""
 

@@ -31,19 +31,19 @@ import numpy as np
 
 from ._version import __version__
 from .config import IndexConfig
-from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexNotFoundError, UsageError
-from .store.db import DB_NAME, Store, StoredVectors
+from .errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, IndexReadOnlyError, UsageError
+from .store.db import DB_NAME, TEMP_PREFIX, Store, discard_unfinished, probe
 from .types import ChunkRow
 from .types import Hit, Skipped
+from .vectors import VectorIndex
 
 if TYPE_CHECKING:
-    from .ann import AnnIndex
     from .embed.encoder import Encoder
-    from .pipeline import IndexProgress, IndexReport, TextItem
+    from .pipeline import IndexProgress, IndexReport, Target, TextItem
 
-ANN_PREFIX = "ann-"
-ANN_SUFFIX = ".faiss"
 LOCK_NAME = "write.lock"
+_LEFTOVERS = {LOCK_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"}
+"""What an interrupted creation may leave in a folder that :meth:`Index.create` then reuses."""
 MAX_ID_CHARS = 1024
 """Longest document id ``add_texts`` accepts."""
 
@@ -73,6 +73,8 @@ class IndexInfo:
     settings: dict[str, Any] = field(default_factory=dict)
     texts: int = 0
     """Documents added as texts (``Index.add_texts``) rather than from files."""
+    translations: int = 0
+    """Pairs of chunks linked as translations of each other (see :mod:`xsearch.translations`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``xsearch info --json``."""
@@ -89,10 +91,9 @@ class Index:
         """How the encoder runs when the index loads it (see :data:`~xsearch.config.BACKENDS`)."""
         self.store = store
         self.config = IndexConfig.from_settings(store.settings())
+        self.vectors = VectorIndex(path, store, self.config.scoring)
+        """The vector index derived from the store (see :mod:`xsearch.vectors`)."""
         self._encoder = encoder
-        self._ann: AnnIndex | None = None
-        self._ann_gen = -1
-        self._ann_lock = threading.Lock()
         self._encoder_lock = threading.Lock()
         self._writer_lock = threading.Lock()
 
@@ -110,7 +111,7 @@ class Index:
         saved in the index and used by every later write and query (see :class:`IndexConfig`).
         ``backend`` says how the encoder runs in this process (``"torch"`` or ``"onnx"``).
         """
-        from .search.engine import SCORINGS
+        from .config import SCORINGS
 
         path = Path(path)
         chosen = {"model": model, "pooling": pooling, "layer": layer, "max_tokens": max_tokens,
@@ -126,15 +127,19 @@ class Index:
                                          "asked for")
         if config.scoring not in SCORINGS:
             raise UsageError(f"unknown scoring {config.scoring!r}; choose one of {', '.join(SCORINGS)}")
-        if (path / DB_NAME).exists():
+        kind = probe(path) if path.is_dir() else "missing"
+        if kind == "index":
             raise UsageError(f"{path} already holds an xsearch index")
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if kind == "foreign":
+            raise UsageError(f"{path / DB_NAME} is another program's database, not an xsearch index")
+        if path.exists() and (not path.is_dir() or any(p.name not in _LEFTOVERS and not p.name.startswith(TEMP_PREFIX)
+                                                       for p in path.iterdir())):
             raise UsageError(f"{path} exists and is not an xsearch index")
         encoder = encoder or _load_encoder(config, backend)
         path.mkdir(parents=True, exist_ok=True)
-        store = Store(path, create=True)
+        discard_unfinished(path)  # what an interrupted creation left, if anything
         info = encoder.info
-        store.set_settings({
+        store = Store(path, create=True, settings={
             **config.to_settings(),
             "dim": info.dim,
             "query_prefix": info.query_prefix,
@@ -147,14 +152,20 @@ class Index:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, model: str | None = None, pooling: str | None = None,
-             layer: int | None = None, encoder: Encoder | None = None, backend: str | None = None) -> Index:
-        """Open an existing index; ``model``/``pooling``/``layer``, if given, must match it."""
+             layer: int | None = None, encoder: Encoder | None = None, backend: str | None = None,
+             readonly: bool | None = None) -> Index:
+        """Open an existing index; ``model``/``pooling``/``layer``, if given, must match it.
+
+        The database is read before anything is written to it: another program's file is
+        refused untouched. ``readonly`` (by default: when the index may not be written) opens it
+        for searching only; writes then raise :class:`IndexReadOnlyError`.
+        """
         path = Path(path)
         if not path.exists():
             raise IndexNotFoundError(f"no index at {path} (run `xsearch index FOLDER --index {path}` first)")
         if not (path / DB_NAME).is_file():
             raise IndexNotFoundError(f"{path} is not an xsearch index (no {DB_NAME})")
-        index = cls(path, Store(path), backend=backend)
+        index = cls(path, Store(path, readonly=readonly), backend=backend)
         index._check_matches(model=model, pooling=pooling, layer=layer)
         if encoder is not None:
             index._check_encoder(encoder)
@@ -171,7 +182,7 @@ class Index:
         existing index, the others are taken from it.
         """
         path = Path(path)
-        if (path / DB_NAME).is_file():
+        if path.is_dir() and probe(path) not in ("unfinished", "missing"):
             config = config or IndexConfig()
             wanted = {name: getattr(config, name) for name in explicit}
             index = cls.open(path, encoder=encoder, backend=backend)
@@ -228,8 +239,14 @@ class Index:
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
         """One writer: threads of this process wait their turn, another process is refused."""
+        if self.store.readonly:
+            raise IndexReadOnlyError(f"index {self.path} is read-only: it can be searched but not changed")
         with self._writer_lock:
-            handle = open(self.path / LOCK_NAME, "a+")
+            try:
+                handle = open(self.path / LOCK_NAME, "a+")
+            except OSError as exc:
+                raise IndexLockedError(f"cannot take the write lock {self.path / LOCK_NAME}: "
+                                       f"{exc.strerror or exc}; remove it if no xsearch process is running") from exc
             try:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,6 +257,12 @@ class Index:
             finally:
                 handle.close()
 
+    def _target(self) -> Target:
+        """What an indexing run writes to; the encoder is loaded only if the run has text to embed."""
+        from .pipeline import Target
+
+        return Target(self.store, self.config, lambda: self.encoder)
+
     def add_paths(self, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                   exclude: Sequence[str] = (), max_file_bytes: int | None = None,
                   progress: Callable[[IndexProgress], None] | None = None,
@@ -247,17 +270,21 @@ class Index:
         """Index files and folders incrementally: new and changed files are embedded,
         files deleted under ``paths`` are removed, unchanged ones are left alone.
 
-        ``progress`` is called as the run goes; setting ``cancel`` (from another thread)
-        stops it at the next file, keeping what was committed (``report.cancelled``).
+        ``progress`` is called as the run goes (from the thread that commits, see
+        :func:`~xsearch.pipeline.index_paths`); setting ``cancel`` (from another thread) stops
+        it at the next group of files, keeping what was committed (``report.cancelled``).
+        ``report.stages`` gives the seconds spent in each stage, the vector index and the
+        translation links included.
         """
         from .pipeline import index_paths
 
         with self._write_lock():
-            report = index_paths(self, paths, include=include, exclude=exclude,
+            report = index_paths(self._target(), paths, include=include, exclude=exclude,
                                  max_file_bytes=max_file_bytes, progress=progress, cancel=cancel)
             started = time.perf_counter()
-            self._sync_ann(save=True)
-            return replace(report, seconds=report.seconds + time.perf_counter() - started)
+            stages = self._derive()
+            return replace(report, seconds=report.seconds + time.perf_counter() - started,
+                           stages={**report.stages, **stages})
 
     def add_texts(self, texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None = None,
                   ids: Sequence[str | None] | None = None) -> list[str]:
@@ -274,8 +301,8 @@ class Index:
         items = _text_items(texts, metadata, ids)
         if items:
             with self._write_lock():
-                index_texts(self, items)
-                self._sync_ann(save=True)
+                index_texts(self._target(), items)
+                self._derive()
         return [item.id for item in items]
 
     def remove(self, ids: Sequence[str] | None = None, *,
@@ -302,98 +329,40 @@ class Index:
             found += self.store.document_keys_of(files)
             if texts or documents or files:
                 self.store.replace_files(texts + files, [], removed_documents=documents)
-                self._sync_ann(save=True)
+                self._derive()
         return list(dict.fromkeys(found))
 
-    # the vector index -----------------------------------------------------
-    def _ann_files(self) -> dict[int, Path]:
-        found = {}
-        for file in self.path.glob(f"{ANN_PREFIX}*{ANN_SUFFIX}"):
-            stem = file.name[len(ANN_PREFIX) : -len(ANN_SUFFIX)]
-            if stem.isdigit():
-                found[int(stem)] = file
-        return found
+    def _derive(self) -> dict[str, float]:
+        """After a write: bring the vector index up to date and save it, then link the new
+        chunks to their translations (see :mod:`xsearch.translations`). Returns the seconds
+        each took, as the stages ``"vector index"`` and ``"links"``."""
+        from .pipeline import StageTimer
+        from .translations import update_links
 
-    def _sync_ann(self, *, save: bool) -> AnnIndex:
-        """Bring the vector index up to the database's generation (and save it if asked).
-
-        The newest saved file is loaded and the database's change log since its generation
-        (tombstones and newly added chunks) is applied; when the log no longer reaches back
-        that far, or the index has outgrown its training, it is rebuilt from the stored vectors.
-        A vector index that searches may be using is never changed: changes go to a copy, which
-        then replaces it.
-        """
-        with self._ann_lock:
-            gen = self.store.generation
-            ann = self._ann
-            if ann is None or self._ann_gen < gen:
-                ann = self._updated_ann(gen)
-                self._ann, self._ann_gen = ann, gen
-            if save:
-                self._save_ann(ann, self._ann_gen)
-            return ann
-
-    def _updated_ann(self, gen: int) -> AnnIndex:
-        from .ann import FaissIndex, build, needs_retrain
-
-        pruned = int(self.store.get_setting("ann_pruned_gen", 0))
-        files = self._ann_files()
-        ann, ann_gen = self._ann, self._ann_gen
-        if ann is not None and ann_gen >= pruned and ann.factory != "Flat":
-            ann = ann.copy()
-        if ann is None or ann_gen < pruned:
-            usable = [g for g in files if pruned <= g <= gen]
-            ann = None
-            if usable:
-                ann_gen = max(usable)
-                try:
-                    ann = FaissIndex.load(files[ann_gen])
-                except FileNotFoundError:  # replaced by a writer meanwhile
-                    ann = None
-        if ann is not None and ann.dim != self.store.dim:
-            raise IndexCorruptError(f"{files.get(ann_gen)} holds {ann.dim}-d vectors, the index {self.store.dim}-d")
-        if ann is not None and ann.factory != "Flat":
-            removed, added = self.store.changes_since(ann_gen)
-            if len(removed):
-                ann.remove(removed)
-            if len(added):
-                ann.add(added.ids, self._ann_vectors(added))
-        if ann is None or ann.factory == "Flat" or needs_retrain(ann, len(ann)):
-            # An exact index is cheap to rebuild, and a rebuild applies the current language means.
-            stored = self.store.all_vectors()
-            ann = build(self._ann_vectors(stored), stored.ids)
-        return ann
-
-    def _save_ann(self, ann: AnnIndex, gen: int) -> None:
-        files = self._ann_files()
-        if gen in files:
-            return
-        ann.save(self.path / f"{ANN_PREFIX}{gen}{ANN_SUFFIX}")
-        self.store.set_settings({"factory": ann.factory, "ann_pruned_gen": gen})
-        self.store.prune_tombstones(gen)
-        for old_gen, file in files.items():
-            if old_gen != gen:
-                file.unlink(missing_ok=True)
-
-    def _ann_vectors(self, stored: StoredVectors) -> np.ndarray:
-        from .embed.centering import prepare
-
-        return prepare(stored.vectors, stored.langs, self.config.scoring, self.store.language_means())
+        timer = StageTimer()
+        with timer.stage("vector index"):
+            ann = self.vectors.sync(save=True)
+        with timer.stage("links"):
+            update_links(self.store, ann, self.config.scoring)
+        return timer.seconds()
 
     # searching ------------------------------------------------------------
     def search(self, query: str, k: int = 10, *, filters: Mapping[str, Any] | None = None,
                langs: Sequence[str] | None = None, mode: str = "dense", scoring: str | None = None,
-               query_lang: str | None = None, rerank: bool = True, group_by: str | None = None) -> list[Hit]:
+               query_lang: str | None = None, rerank: bool = True, feedback: bool = True,
+               group_by: str | None = None, min_score: float = 0.0, explain: bool = False) -> list[Hit]:
         """The ``k`` best passages for ``query``, in any language; options as :meth:`search_batch`."""
         if not isinstance(query, str):
             raise UsageError(f"query must be a string, not {type(query).__name__}")
         return self.search_batch([query], k, filters=filters, langs=langs, mode=mode, scoring=scoring,
-                                 query_lang=query_lang, rerank=rerank, group_by=group_by)[0]
+                                 query_lang=query_lang, rerank=rerank, feedback=feedback, group_by=group_by,
+                                 min_score=min_score, explain=explain)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, *, filters: Mapping[str, Any] | None = None,
                      langs: Sequence[str] | None = None, mode: str = "dense", scoring: str | None = None,
-                     query_lang: str | None = None, rerank: bool = True,
-                     group_by: str | None = None) -> list[list[Hit]]:
+                     query_lang: str | None = None, rerank: bool = True, feedback: bool = True,
+                     group_by: str | None = None, min_score: float = 0.0,
+                     explain: bool = False) -> list[list[Hit]]:
         """The ``k`` best passages for each query, one list of hits per query.
 
         - ``filters``: which passages may be returned, e.g. ``{"lang": ["de", "ja"]}``,
@@ -408,9 +377,18 @@ class Index:
         - ``query_lang``: the query's language, instead of detecting it.
         - ``rerank``: rerank the first stage's best candidates by late interaction over
           token vectors (when the index keeps them), which also yields highlights.
-        - ``group_by="document"``: each document once, its best chunk first.
+        - ``feedback``: pull up the language versions of each query's best hit (the chunks
+          linked to it as translations when the index was built; see
+          :mod:`xsearch.search.feedback`). Dense and hybrid modes.
+        - ``group_by="document"``: each document once, its best chunk first;
+          ``group_by="translation"``: each passage once, its language versions in
+          ``Hit.translations``.
+        - ``min_score``: only hits whose score (in [0, 1], see :attr:`Hit.score`) reaches it.
+        - ``explain``: each hit's ``explain`` says why it matched (every stage's score, the
+          feedback it got, the query words aligned to its words).
         """
-        from .search.engine import MODES, RERANK_CANDIDATES, SCORINGS, group_by_document, run_search
+        from .config import GROUPINGS, MAX_K, MODES, SCORINGS
+        from .search.engine import RERANK_CANDIDATES, run_search
         from .search.filters import Filters
 
         if isinstance(queries, str):
@@ -418,8 +396,10 @@ class Index:
         queries = list(queries)
         if not all(isinstance(q, str) for q in queries):
             raise UsageError("queries must be a list of strings")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise UsageError(f"k must be a whole number of at least 1, not {k!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise UsageError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
+            raise UsageError(f"min_score must be a number from 0 to 1, not {min_score!r}")
         k = int(k)
         checked = Filters.parse(filters, langs=langs)
         scoring = scoring or self.config.scoring
@@ -427,21 +407,18 @@ class Index:
             raise UsageError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if group_by not in (None, "document"):
-            raise UsageError(f"cannot group by {group_by!r}; only by document")
+        if group_by is not None and group_by not in GROUPINGS:
+            raise UsageError(f"cannot group by {group_by!r}; choose one of {', '.join(GROUPINGS)}")
         if not queries:
             return []
         encoder = self.encoder if mode != "lexical" else None
-        n = k if group_by is None else max(10 * k, 100)
         with self.store.snapshot():
-            ann = self._sync_ann(save=False) if mode != "lexical" else None
+            ann = self.vectors.sync(save=False) if mode != "lexical" else None
             allowed = self.store.chunk_ids_where(*checked.where()) if checked is not None else None
-            results = run_search(self.store, ann, encoder, queries, n, mode=mode, scoring=scoring,
-                                 allowed=allowed, query_lang=query_lang,
-                                 rerank_candidates=RERANK_CANDIDATES if rerank else 0)
-        if group_by == "document":
-            return [group_by_document(hits, k) for hits in results]
-        return results
+            return run_search(self.store, ann, encoder, queries, k, mode=mode, scoring=scoring,
+                              allowed=allowed, query_lang=query_lang,
+                              rerank_candidates=RERANK_CANDIDATES if rerank else 0, feedback=bool(feedback),
+                              explain=bool(explain), group_by=group_by, min_score=float(min_score))
 
     def context(self, chunk_id: int, *, before: int = 1, after: int = 1) -> list[ChunkRow]:
         """The chunk ``chunk_id`` with up to ``before``/``after`` neighbours of its document, in order."""
@@ -450,22 +427,28 @@ class Index:
     def warm(self) -> None:
         """Load the encoder and the vector index now, and run the encoder once at each query
         width, rather than on the first queries."""
-        self._sync_ann(save=False)
+        self.vectors.sync(save=False)
         self.encoder.warm()
 
     # reporting ------------------------------------------------------------
+    def languages(self) -> dict[str, int]:
+        """Chunk counts per language, most frequent first, e.g. ``{"de": 120, "ja": 48}``."""
+        return self.store.languages()
+
     def info(self) -> IndexInfo:
         """Counts, languages, model and size of the index."""
         with self.store.snapshot():
             settings = self.store.settings()
             counts = self.store.counts()
             languages = self.store.languages()
+            links = self.store.link_count()
         return IndexInfo(
             path=str(self.path), files=counts["files"], documents=counts["documents"], chunks=counts["chunks"],
             languages=languages, model=self.config.model, pooling=self.config.pooling,
             layer=self.config.layer, dim=int(settings.get("dim", 0)), index_type=settings.get("factory", "Flat"),
             generation=int(settings.get("generation", 0)), bytes_on_disk=_bytes_in(self.path),
             version=settings.get("xsearch_version", ""), settings=settings, texts=counts["texts"],
+            translations=links,
         )
 
 
@@ -484,6 +467,7 @@ def _bytes_in(folder: Path) -> int:
 def _text_items(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | None] | None,
                 ids: Sequence[str | None] | None) -> list[TextItem]:
     """Check the arguments of :meth:`Index.add_texts` and pair them up, making ids where missing."""
+    from .ingest.extract import check_metadata
     from .pipeline import TextItem
 
     if isinstance(texts, str) or not isinstance(texts, Sequence):
@@ -507,8 +491,9 @@ def _text_items(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | Non
             raise UsageError(f"metadata {n} must be a dict with string keys, not {meta!r}")
         try:
             json.dumps(meta, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"metadata {n} cannot be stored as JSON: {exc}") from exc
+            meta = check_metadata(meta)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UsageError(f"metadata {n} cannot be stored: {exc or 'nested too deeply'}") from exc
         key = ids[n] if ids is not None else None
         if key is None:
             key = uuid.uuid4().hex

@@ -5,8 +5,17 @@ only new and changed ones are read and embedded. Work is committed in groups of 
 group in one transaction, so an interrupted run keeps every finished group and the next run
 picks up the rest.
 
+A run keeps the encoder busy. One thread reads, detects languages and chunks up to
+:data:`PREFETCH_GROUPS` groups ahead of it; the calling thread embeds; another thread picks
+each group's content tokens, compresses them and commits the group while the next one is
+embedded (:data:`WRITE_BEHIND_GROUPS`). Groups are embedded and committed in the same order,
+and the same way, as when every step runs in the calling thread, so the index is the same.
+
 Texts given through the API (:func:`index_texts`) take the same path from language detection
 on: each is stored as a source of its own (``text:<id>``) holding one document.
+
+A run writes to a :class:`Target`: the store, the index's settings and its encoder, which is
+asked for only when there are files to read, since loading it is slow.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -25,11 +35,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
 from .embed.tokens import content_tokens
-from .store.db import FileState, NewDocument, text_source
+from .runtime import sha256_file
+from .store.db import FileState, NewDocument, Store, text_source
 from .types import Chunk, Document, Skipped, SourceFile
 
 if TYPE_CHECKING:
-    from .index import Index
+    import numpy as np
+
+    from .config import IndexConfig
+    from .embed.encoder import Encoder, TokenEmbeddings
 
 T = TypeVar("T")
 
@@ -38,14 +52,23 @@ GROUP_CHUNKS = 512
 GROUP_FILES = 64
 PREFETCH_GROUPS = 2
 """Groups of files read and chunked ahead of the encoder."""
+WRITE_BEHIND_GROUPS = 1
+"""Groups embedded and waiting for the thread that commits them."""
+STAGES = ("scan", "model", "read", "language", "chunk", "embed", "write")
+"""The stages a run times (:attr:`IndexReport.stages`), in the order work passes them: ``scan``
+lists, compares and hashes files; ``model`` loads the encoder; ``read`` extracts text;
+``language`` detects each document's language; ``chunk`` cuts chunks (counting model tokens
+and detecting each chunk's language); ``embed`` runs the encoder (sentence and token vectors);
+``write`` picks the content tokens, compresses them and commits (SQLite)."""
 
 
 @dataclass(frozen=True)
 class IndexProgress:
-    """Where an indexing run stands, reported after every committed group."""
+    """Where an indexing run stands: reported at each phase and after every committed group."""
 
     phase: str
-    """``"scan"``, ``"embed"`` or ``"done"``."""
+    """``"scan"``, ``"load"`` (loading the encoder; only when there are files to read; it
+    may already be loaded), ``"embed"`` or ``"done"``."""
     files_total: int
     files_done: int
     chunks_done: int
@@ -66,21 +89,52 @@ class IndexReport:
     seconds: float = 0.0
     cancelled: bool = False
     """The run was cancelled: what it committed before stays, the rest waits for the next run."""
+    stages: Mapping[str, float] = field(default_factory=dict)
+    """Seconds spent in each stage (see :data:`STAGES`; ``Index.add_paths`` adds ``"vector index"``
+    and ``"links"``). Stages run in threads of their own overlap, so the sum may exceed
+    :attr:`seconds`."""
 
     def to_dict(self) -> dict:
         """The JSON shape of the run summary."""
-        out = {k: v for k, v in self.__dict__.items() if k != "skipped"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("skipped", "stages")}
         out["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
+        out["stages"] = dict(self.stages)
         return out
 
 
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Target:
+    """Where an indexing run writes."""
+
+    store: Store
+    config: IndexConfig
+    """The index's settings: chunk size, overlap, whether token vectors are kept."""
+    encoder: Callable[[], Encoder]
+    """Gives the index's encoder, loading it on first use; called only when there are files to read."""
+
+
+class StageTimer:
+    """Seconds spent in each stage of a run, summed over its groups; usable from several threads."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Count the time spent in the block towards stage ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._seconds[name] = self._seconds.get(name, 0.0) + elapsed
+
+    def seconds(self) -> dict[str, float]:
+        """Seconds per stage so far."""
+        with self._lock:
+            return dict(self._seconds)
 
 
 def is_under(path: str, roots: Sequence[Path]) -> bool:
@@ -88,86 +142,96 @@ def is_under(path: str, roots: Sequence[Path]) -> bool:
     return any(path == str(root) or path.startswith(str(root) + os.sep) for root in roots)
 
 
-def index_paths(index: Index, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
+def index_paths(target: Target, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                 exclude: Sequence[str] = (), max_file_bytes: int | None = None,
                 progress: Callable[[IndexProgress], None] | None = None,
-                cancel: threading.Event | None = None, prefetch: int = PREFETCH_GROUPS) -> IndexReport:
-    """Bring ``index`` up to date with the files under ``paths`` (see the module docstring).
+                cancel: threading.Event | None = None, prefetch: int = PREFETCH_GROUPS,
+                behind: int = WRITE_BEHIND_GROUPS) -> IndexReport:
+    """Bring ``target`` up to date with the files under ``paths`` (see the module docstring).
 
-    Extraction, language detection and chunking run in a thread of their own, up to
-    ``prefetch`` groups of files ahead of embedding, so the encoder never waits on a parser
-    (``prefetch=0``: all in this thread, one step after the other; the result is the same).
-    Setting ``cancel`` stops the run before the next group; finished groups stay committed.
+    Reading (extraction, language detection, chunking) runs in a thread of its own up to
+    ``prefetch`` groups of files ahead of embedding, and committing (content tokens, their
+    compression, the transaction) in another up to ``behind`` groups after it, so the encoder
+    waits on neither; ``0`` runs that step in the calling thread. The index is the same either
+    way. ``progress`` is called at each phase and after every committed group, by the thread
+    that commits. Setting ``cancel`` stops the run before the next group is embedded; groups
+    embedded already are committed, and committed groups stay.
     """
     started = time.perf_counter()
+    timer = StageTimer()
     notify = progress or (lambda _p: None)
     kwargs = {"include": include, "exclude": exclude}
     if max_file_bytes is not None:
         kwargs["max_bytes"] = max_file_bytes
     sources: list[SourceFile] = []
     skipped: list[Skipped] = []
-    for item in discover(list(paths), **kwargs):
-        (sources if isinstance(item, SourceFile) else skipped).append(item)
+    with timer.stage("scan"):
+        for item in discover(list(paths), **kwargs):
+            (sources if isinstance(item, SourceFile) else skipped).append(item)
     notify(IndexProgress("scan", len(sources), 0, 0))
 
-    known = index.store.file_states()
-    roots = [Path(p).resolve() for p in paths]
-    seen = {s.path for s in sources} | {s.path for s in skipped}
-    removed = [p for p in known if is_under(p, roots) and p not in seen]
-    todo: list[tuple[SourceFile, str]] = []
-    touched: list[FileState] = []
-    unchanged = 0
-    for source in sources:
-        state = known.get(source.path)
-        if state is not None and state.size == source.size and state.mtime == source.mtime:
-            unchanged += 1
-            continue
-        try:
-            digest = file_hash(source.path)
-        except OSError as exc:
-            skipped.append(Skipped(source.path, f"unreadable: {exc.strerror or exc}"))
-            continue
-        if state is not None and state.hash == digest:
-            touched.append(FileState(source.path, digest, source.mtime, source.size))
-            unchanged += 1
-            continue
-        todo.append((source, digest))
-    if touched:
-        index.store.touch_files(touched)
-    if removed and not todo:
-        index.store.replace_files(removed, [])
+    store = target.store
+    with timer.stage("scan"):
+        known = store.file_states()
+        roots = [Path(p).resolve() for p in paths]
+        seen = {s.path for s in sources} | {s.path for s in skipped}
+        removed = [p for p in known if is_under(p, roots) and p not in seen]
+        todo: list[tuple[SourceFile, str]] = []
+        touched: list[FileState] = []
+        unchanged = 0
+        for source in sources:
+            state = known.get(source.path)
+            if state is not None and state.size == source.size and state.mtime == source.mtime:
+                unchanged += 1
+                continue
+            try:
+                digest = sha256_file(source.path)
+            except OSError as exc:
+                skipped.append(Skipped(source.path, f"unreadable: {exc.strerror or exc}"))
+                continue
+            if state is not None and state.hash == digest:
+                touched.append(FileState(source.path, digest, source.mtime, source.size))
+                unchanged += 1
+                continue
+            todo.append((source, digest))
+    with timer.stage("write"):
+        if touched:
+            store.touch_files(touched)
+        if removed and not todo:
+            store.replace_files(removed, [])
 
-    counts = {"added": 0, "updated": 0, "documents": 0, "chunks": 0, "files_done": 0}
+    if todo:
+        notify(IndexProgress("load", len(todo), 0, 0))
+        with timer.stage("model"):
+            target.encoder()
     notify(IndexProgress("embed", len(todo), 0, 0))
-    pending_removed = removed if todo else []
+    commits = _Commits(target, timer, known, removed if todo else [], len(todo), notify)
     stop = cancel or threading.Event()
-    groups = _file_groups(todo, skipped, stop)
-    prepared = (_prepare(index, group, files_done) for group, files_done in groups)
-    for batch in prefetched(prepared, prefetch, stop) if prefetch else prepared:
-        if stop.is_set():
-            break
-        if batch.group:
-            _embed_and_store(index, batch, pending_removed, known, counts)
-            pending_removed = []
-        counts["files_done"] = batch.files_done
-        notify(IndexProgress("embed", len(todo), batch.files_done, counts["chunks"]))
-    cancelled = counts["files_done"] < len(todo)
-    if cancelled:  # deleted files are forgotten only by a run that saw everything through
-        pending_removed = []
-    if pending_removed:
-        index.store.replace_files(pending_removed, [])
-    notify(IndexProgress("done", len(todo), counts["files_done"], counts["chunks"]))
+    groups = _file_groups(todo, skipped, stop, timer)
+    prepared = (_prepare(target, group, files_done, timer) for group, files_done in groups)
+    with closing(prefetched(prepared, prefetch, stop) if prefetch else prepared) as batches, \
+            consumed_behind(commits, behind) as commit:
+        for batch in batches:
+            if stop.is_set():
+                break
+            commit(_embed(target, batch, timer))
+    cancelled = commits.files_done < len(todo)
+    if commits.removed and not cancelled:  # deleted files are forgotten only by a run that saw everything through
+        with timer.stage("write"):
+            store.replace_files(commits.removed, [])
+    notify(IndexProgress("done", len(todo), commits.files_done, commits.chunks))
     return IndexReport(
         files_seen=len(sources) + len(skipped),
-        files_added=counts["added"],
-        files_updated=counts["updated"],
+        files_added=commits.added,
+        files_updated=commits.updated,
         files_removed=len(removed),
         files_unchanged=unchanged,
-        documents_added=counts["documents"],
-        chunks_added=counts["chunks"],
+        documents_added=commits.documents,
+        chunks_added=commits.chunks,
         skipped=tuple(skipped),
         seconds=time.perf_counter() - started,
         cancelled=cancelled,
+        stages=timer.seconds(),
     )
 
 
@@ -180,15 +244,24 @@ class TextItem:
     metadata: Mapping[str, Any]
 
 
-def index_texts(index: Index, items: Sequence[TextItem]) -> None:
+def index_texts(target: Target, items: Sequence[TextItem], *, behind: int = WRITE_BEHIND_GROUPS) -> None:
     """Store ``items`` as documents without a file, replacing those with the same ids.
 
     Each text is a source ``text:<id>`` with one document; language detection, chunking,
-    embedding and storage are those of files, committed in groups like files.
+    embedding and storage are those of files, committed in groups like files (``behind``: as
+    :func:`index_paths`).
     """
+    timer = StageTimer()
+    commits = _Commits(target, timer, {}, [], len(items), lambda _p: None)
+    with consumed_behind(commits, behind) as commit:
+        for group, done in _text_groups(items):
+            commit(_embed(target, _prepare(target, group, done, timer), timer))
+
+
+def _text_groups(items: Sequence[TextItem]) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
+    """The documents of ``items`` in groups, with the count of items done."""
     group: list[tuple[FileState, list[Document]]] = []
     group_chars = 0
-    counts = {"added": 0, "updated": 0, "documents": 0, "chunks": 0}
     for n, item in enumerate(items, 1):
         source = text_source(item.id)
         metadata = dict(item.metadata)
@@ -199,12 +272,12 @@ def index_texts(index: Index, items: Sequence[TextItem]) -> None:
         group.append((state, [doc]))
         group_chars += len(item.text)
         if n == len(items) or len(group) >= GROUP_CHUNKS or group_chars >= GROUP_CHUNKS * 600:
-            _embed_and_store(index, _prepare(index, group, n), [], {}, counts)
+            yield group, n
             group, group_chars = [], 0
 
 
-def _file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped], stop: threading.Event
-                 ) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
+def _file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped], stop: threading.Event,
+                 timer: StageTimer) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
     """Extract the files of ``todo`` and yield them in groups, with the count of files done.
 
     Files that cannot be extracted go to ``skipped``; the last group may be empty (all of its
@@ -216,7 +289,8 @@ def _file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped],
         if stop.is_set():
             return
         try:
-            docs = extract(source)
+            with timer.stage("read"):
+                docs = extract(source)
         except ExtractionError as exc:
             skipped.append(Skipped(source.path, str(exc)))
             docs = []
@@ -238,13 +312,85 @@ class PreparedGroup:
     files_done: int
 
 
-def _prepare(index: Index, group: list[tuple[FileState, list[Document]]], files_done: int) -> PreparedGroup:
+def _prepare(target: Target, group: list[tuple[FileState, list[Document]]], files_done: int,
+             timer: StageTimer) -> PreparedGroup:
     if not group:
         return PreparedGroup(group, [], [], files_done)
-    config = index.config
-    docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
-    chunks = chunk_documents(docs, index.encoder.count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
+    config = target.config
+    count_tokens = target.encoder().count_tokens
+    with timer.stage("language"):
+        docs = detect_document_languages([doc for _, file_docs in group for doc in file_docs])
+    with timer.stage("chunk"):
+        chunks = chunk_documents(docs, count_tokens, max_tokens=config.max_tokens, overlap=config.overlap)
     return PreparedGroup(group, docs, chunks, files_done)
+
+
+@dataclass(frozen=True)
+class EmbeddedGroup:
+    """A prepared group with its chunks' sentence vectors and, if the index keeps them, token vectors."""
+
+    batch: PreparedGroup
+    vectors: np.ndarray | None
+    """``(chunks, dim)`` in the order of ``batch.chunks`` (None for a group without files)."""
+    tokens: list[TokenEmbeddings]
+
+
+def _embed(target: Target, batch: PreparedGroup, timer: StageTimer) -> EmbeddedGroup:
+    if not batch.group:
+        return EmbeddedGroup(batch, None, [])
+    texts = [c.text for chunks in batch.chunks for c in chunks]
+    with timer.stage("embed"):
+        vectors, tokens = target.encoder().embed(texts, kind="passage", tokens=target.config.token_vectors)
+    return EmbeddedGroup(batch, vectors, tokens)
+
+
+class _Commits:
+    """Commits a run's embedded groups, in the order given, and counts what they added.
+
+    Called by one thread at a time (the calling thread's, or the one of
+    :func:`consumed_behind`); the counts are read once that thread is done.
+    """
+
+    def __init__(self, target: Target, timer: StageTimer, known: Mapping[str, FileState], removed: list[str],
+                 files_total: int, notify: Callable[[IndexProgress], None]) -> None:
+        self.target = target
+        self.timer = timer
+        self.known = known
+        self.removed = removed
+        """Sources to remove, in the transaction of the first group committed."""
+        self.files_total = files_total
+        self.notify = notify
+        self.added = self.updated = self.documents = self.chunks = self.files_done = 0
+
+    def __call__(self, item: EmbeddedGroup) -> None:
+        batch = item.batch
+        if batch.group:
+            with self.timer.stage("write"):
+                self.target.store.replace_files(self.removed, self._new_documents(item))
+            self.removed = []
+            updated = sum(state.path in self.known for state, _ in batch.group)
+            self.updated += updated
+            self.added += len(batch.group) - updated
+            self.documents += len(batch.docs)
+            self.chunks += sum(len(chunks) for chunks in batch.chunks)
+        self.files_done = batch.files_done
+        self.notify(IndexProgress("embed", self.files_total, self.files_done, self.chunks))
+
+    def _new_documents(self, item: EmbeddedGroup) -> list[tuple[FileState, list[NewDocument]]]:
+        batch, vectors = item.batch, item.vectors
+        kept = [content_tokens(t) for t in item.tokens] if self.target.config.token_vectors else None
+        added = []
+        pos = doc_pos = 0
+        for state, file_docs in batch.group:
+            new_docs = []
+            for _ in file_docs:
+                chunks = batch.chunks[doc_pos]
+                tokens = kept[pos : pos + len(chunks)] if kept is not None else None
+                new_docs.append(NewDocument(batch.docs[doc_pos], chunks, vectors[pos : pos + len(chunks)], tokens))
+                pos += len(chunks)
+                doc_pos += 1
+            added.append((state, new_docs))
+        return added
 
 
 _END = object()
@@ -298,32 +444,51 @@ def prefetched(items: Iterator[T], depth: int, stop: threading.Event) -> Iterato
         worker.join()
 
 
+@contextmanager
+def consumed_behind(consume: Callable[[T], None], depth: int) -> Iterator[Callable[[T], None]]:
+    """A function that hands items to ``consume``, which takes them in order in a thread of its
+    own, up to ``depth`` items behind (``depth=0``: ``consume`` itself, in this thread).
+
+    An exception in ``consume`` is raised here, at the next hand-over or on leaving, and the
+    items still waiting are dropped. Leaving normally waits until every item handed over is
+    consumed; leaving with an exception waits only for the item in progress.
+    """
+    if not depth:
+        yield consume
+        return
+    queue: Queue[Any] = Queue(maxsize=depth)
+    failures: list[BaseException] = []
+    dropping = threading.Event()
+
+    def run() -> None:
+        while (item := queue.get()) is not _END:
+            if dropping.is_set():
+                continue
+            try:
+                consume(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+                failures.append(exc)
+                dropping.set()
+
+    def hand(item: T) -> None:
+        if failures:
+            raise failures[0]
+        queue.put(item)
+
+    worker = threading.Thread(target=run, name="xsearch-commit", daemon=True)
+    worker.start()
+    try:
+        yield hand
+    except BaseException:
+        dropping.set()
+        raise
+    finally:
+        queue.put(_END)
+        worker.join()
+    if failures:
+        raise failures[0]
+
+
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
-
-
-def _embed_and_store(index: Index, batch: PreparedGroup, removed: Sequence[str],
-                     known: dict[str, FileState], counts: dict[str, int]) -> None:
-    encoder = index.encoder
-    config = index.config
-    docs, chunk_lists = batch.docs, batch.chunks
-    texts = [c.text for chunks in chunk_lists for c in chunks]
-    vectors, token_vectors = encoder.embed(texts, kind="passage", tokens=config.token_vectors)
-    kept = [content_tokens(t) for t in token_vectors] if config.token_vectors else None
-    added = []
-    pos = doc_pos = 0
-    for state, file_docs in batch.group:
-        new_docs = []
-        for _ in file_docs:
-            chunks = chunk_lists[doc_pos]
-            tokens = kept[pos : pos + len(chunks)] if kept is not None else None
-            new_docs.append(NewDocument(docs[doc_pos], chunks, vectors[pos : pos + len(chunks)], tokens))
-            pos += len(chunks)
-            doc_pos += 1
-        added.append((state, new_docs))
-        counts["updated" if state.path in known else "added"] += 1
-    index.store.replace_files(removed, added)
-    counts["documents"] += len(docs)
-    counts["chunks"] += pos
-

@@ -1,16 +1,25 @@
-"""Presentation shared by the CLI and the terminal UI: paths, snippets and highlights as rich text."""
+"""Presentation shared by the CLI and the terminal UI: paths, snippets and highlights as rich
+text, a hit's language versions and the account of why it matched."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from .types import Translation
+
 HIGHLIGHT_STYLE = "bold yellow"
+LANG_STYLE = "magenta"
+"""How a language code is shown in printed results."""
+EXPLAIN_NAMES = {"translation_of_best": "feedback"}
+"""Shorter names for some entries of :attr:`xsearch.Hit.explain`; the others show as they are."""
+MATCHED_SHOWN = 6
+"""Aligned words listed on the ``matched:`` line; the count of the rest follows."""
 
 
 def display_path(path: str) -> str:
@@ -80,3 +89,39 @@ def source_line(path: str, text: str, record: int = 0) -> int:
         return 1
     at = content.find(probe) if probe else -1
     return content.count("\n", 0, at) + 1 if at >= 0 else 1
+
+
+def also_in(translations: Sequence[Translation], *, scores: bool = False, style: str = LANG_STYLE) -> Text:
+    """``also in: de fr ja``: the languages of a hit's translations as given (best first), each
+    code styled, with its score after it when ``scores``."""
+    from rich.text import Text
+
+    out = Text("also in:")
+    for version in translations:
+        out.append(" ")
+        out.append(version.lang or "und", style=style)
+        if scores and version.score is not None:
+            out.append(f" {version.score:.3f}", style="dim")
+    return out
+
+
+def explain_lines(explain: Mapping[str, Any]) -> list[str]:
+    """A hit's ``explain`` as at most two lines: every stage's score in stage order, then the
+    score that ranked it (``why: dense 0.359 · maxsim 0.480 · feedback 0.517 → rank 0.449``),
+    and the query words aligned to the passage's (``matched: Licht→light 0.68, …``)."""
+    stages = [f"{EXPLAIN_NAMES.get(name, name)} {value:.3f}" for name, value in explain.items()
+              if name != "rank_score" and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    why = "why: " + " · ".join(stages) if stages else "why:"
+    if "rank_score" in explain:
+        why += f" → rank {explain['rank_score']:.3f}"
+    lines = [why]
+    matched = explain.get("matched") or []
+    if matched:
+        pairs = [f"{_word(m['query'])}→{_word(m['passage'])} {m['cosine']:.2f}" for m in matched[:MATCHED_SHOWN]]
+        rest = len(matched) - MATCHED_SHOWN
+        lines.append("matched: " + ", ".join(pairs) + (f", and {rest} more" if rest > 0 else ""))
+    return lines
+
+
+def _word(text: str) -> str:
+    return " ".join(str(text).split())

@@ -10,7 +10,9 @@ Pure functions of a character; no I/O and no third-party imports.
 from __future__ import annotations
 
 import bisect
+import re
 import unicodedata
+from collections.abc import Collection
 
 SCRIPT_RANGES: tuple[tuple[int, int, str], ...] = (
     (0x0041, 0x024F, "latin"),
@@ -78,6 +80,13 @@ def script_of(ch: str) -> str:
     if i >= 0 and code <= SCRIPT_RANGES[i][1]:
         return SCRIPT_RANGES[i][2]
     return "other"
+
+
+def script_class(scripts: Collection[str]) -> str:
+    """A regular-expression character class (``[...]``) matching the characters of ``scripts``."""
+    ranges = (f"{re.escape(chr(first))}-{re.escape(chr(last))}"
+              for first, last, script in SCRIPT_RANGES if script in scripts)
+    return "[" + "".join(ranges) + "]"
 
 
 def is_cjk(ch: str) -> bool:

@@ -55,6 +55,26 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A language version of a hit's passage: a chunk linked to it as its translation."""
+
+    chunk_id: int
+    lang: str
+    path: str
+    """The file's absolute path; empty for a text."""
+    id: str = ""
+    """The document's id (see :class:`Hit`)."""
+    score: float | None = None
+    """Its own readable score for the query (see :attr:`Hit.score`); None when the search did
+    not compare it with the query (keyword search)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a translation."""
+        return {"chunk_id": self.chunk_id, "lang": self.lang, "path": self.path, "id": self.id,
+                "score": None if self.score is None else round(float(self.score), 4)}
+
+
+@dataclass(frozen=True)
 class Hit:
     """One search result: a passage (chunk) of a document, with its score.
 
@@ -67,7 +87,8 @@ class Hit:
     chunk_id: int
     """Row id of the passage; changes when its document is re-indexed."""
     score: float
-    """Higher is better; comparable within one result list only."""
+    """How well the passage answers the query, in [0, 1]: comparable across queries, modes and
+    filters (see :mod:`xsearch.search.scores`); lists are ordered by it."""
     text: str
     """The passage."""
     path: str
@@ -89,13 +110,17 @@ class Hit:
     """Character spans inside ``text`` that matched the query best."""
     more: tuple[Hit, ...] = ()
     """With results grouped by document: the document's other matching chunks, best first."""
+    translations: tuple[Translation, ...] = ()
+    """With results grouped by translation: the passage's language versions, best first."""
+    explain: dict[str, Any] | None = None
+    """With ``explain``: why the hit matched (the stages' scores and the aligned words)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of a hit."""
         return {
             "id": self.id,
             "chunk_id": self.chunk_id,
-            "score": round(float(self.score), 6),
+            "score": round(float(self.score), 4),
             "path": self.path,
             "lang": self.lang,
             "title": self.title,
@@ -106,6 +131,8 @@ class Hit:
             "metadata": self.metadata,
             "highlights": [list(span) for span in self.highlights],
             **({"more": [h.to_dict() for h in self.more]} if self.more else {}),
+            **({"translations": [t.to_dict() for t in self.translations]} if self.translations else {}),
+            **({"explain": self.explain} if self.explain is not None else {}),
         }
 
 

@@ -12,7 +12,6 @@ parses it.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -24,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import runtime
 from ..errors import IndexCorruptError, UsageError
 from .base import PAD_ID, AnnIndex, atomic_write, padded
-from .factory import default_nprobe
+from .sizing import default_nprobe
 
 MAGIC = b"XSANNIDX"
 FORMAT_VERSION = 1
@@ -37,35 +37,6 @@ TRAIN_SEED = 1234
 TRAIN_SAMPLE_MIN = 100_000
 TRAIN_POINTS_PER_LIST = 64
 """Training uses at most max(TRAIN_SAMPLE_MIN, TRAIN_POINTS_PER_LIST x nlist) vectors."""
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-@functools.cache
-def _faiss() -> Any:
-    """Import faiss on first use, with one OpenMP thread per available core.
-
-    OpenMP threads spin while they wait. When the cores are busy with other work
-    too, that made training 6x slower (28 s against 4.5 s for 20k vectors on two
-    loaded cores); waiting passively costs nothing measurable on idle cores. FAISS's
-    bundled libgomp reads the policy once, when faiss loads it, so it is set for the
-    import only, and an OMP_WAIT_POLICY the user set wins.
-    """
-    unset = "OMP_WAIT_POLICY" not in os.environ
-    if unset:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        import faiss
-    finally:
-        if unset:
-            del os.environ["OMP_WAIT_POLICY"]
-    faiss.omp_set_num_threads(_cpu_count())
-    return faiss
 
 
 def _faiss_message(exc: Exception) -> str:
@@ -80,13 +51,13 @@ class FaissIndex(AnnIndex):
     Args:
         dim: vector dimension.
         factory: FAISS index-factory string, e.g. ``"Flat"`` or ``"IVF1024,PQ48x8"``
-            (see :func:`xsearch.ann.factory.choose_factory`).
+            (see :func:`xsearch.ann.sizing.choose_factory`).
         nprobe: IVF lists visited per query unless :meth:`search` says otherwise;
-            defaults to :func:`~xsearch.ann.factory.default_nprobe` of nlist.
+            defaults to :func:`~xsearch.ann.sizing.default_nprobe` of nlist.
     """
 
     def __init__(self, dim: int, factory: str, *, nprobe: int | None = None) -> None:
-        faiss = _faiss()
+        faiss = runtime.faiss()
         if dim < 1:
             raise UsageError(f"vector dimension must be positive, got {dim}")
         try:
@@ -106,7 +77,7 @@ class FaissIndex(AnnIndex):
 
     def _attach(self, index: Any, factory: str, nprobe: int | None, trained_size: int) -> None:
         self._index = index
-        self._ivf = _faiss().try_extract_index_ivf(index)
+        self._ivf = runtime.faiss().try_extract_index_ivf(index)
         self.dim = int(index.d)
         self.factory = factory
         self._trained_size = trained_size
@@ -182,7 +153,7 @@ class FaissIndex(AnnIndex):
         ids = self._ids(ids)
         if ids.size == 0:
             return 0
-        return int(self._index.remove_ids(_faiss().IDSelectorBatch(ids)))
+        return int(self._index.remove_ids(runtime.faiss().IDSelectorBatch(ids)))
 
     def search(
         self,
@@ -218,7 +189,7 @@ class FaissIndex(AnnIndex):
             allowed = np.unique(self._ids(allowed_ids))
             if allowed.size == 0:
                 return padded(nq, k)
-            selector = _faiss().IDSelectorBatch(allowed)
+            selector = runtime.faiss().IDSelectorBatch(allowed)
             if self._ivf is not None:
                 share = min(1.0, allowed.size / len(self))
                 nprobe = min(self.nlist, math.ceil(nprobe / share))
@@ -233,7 +204,7 @@ class FaissIndex(AnnIndex):
     def _search(
         self, q: np.ndarray, k: int, selector: Any, nprobe: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        faiss = _faiss()
+        faiss = runtime.faiss()
         if self._ivf is not None:
             params = faiss.SearchParametersIVF(nprobe=min(nprobe, self.nlist))
             if selector is not None:
@@ -248,11 +219,11 @@ class FaissIndex(AnnIndex):
 
     def copy(self) -> FaissIndex:
         clone = type(self).__new__(type(self))
-        clone._attach(_faiss().clone_index(self._index), self.factory, self.nprobe, self._trained_size)
+        clone._attach(runtime.faiss().clone_index(self._index), self.factory, self.nprobe, self._trained_size)
         return clone
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        payload = _faiss().serialize_index(self._index)
+        payload = runtime.faiss().serialize_index(self._index)
         header = {
             "format": FORMAT_VERSION,
             "dim": self.dim,
@@ -272,7 +243,7 @@ class FaissIndex(AnnIndex):
         data = path.read_bytes()
         header, payload = _parse(path, data)
         try:
-            index = _faiss().deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+            index = runtime.faiss().deserialize_index(np.frombuffer(payload, dtype=np.uint8))
         except RuntimeError as exc:
             raise _corrupt(path, f"unreadable FAISS data ({_faiss_message(exc)})") from exc
         if index.d != header["dim"] or index.ntotal != header["ntotal"]:

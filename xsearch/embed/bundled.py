@@ -23,7 +23,6 @@ nibble and weight ``j + 16`` in its high nibble, each decoded as ``(q - 8) * d``
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..runtime import sha256_file
 
 BUNDLED_NAME = "multilingual-e5-small"
 BUILD_VERSION = 1
@@ -164,15 +164,6 @@ def bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
     return state
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(4 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -264,6 +255,15 @@ def build_bundled_model(target: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     verify_model_dir(target)
     return target
+
+
+def is_built(path: Path) -> bool:
+    """Whether a build of this version is at ``path``, from its manifest alone (quick; see
+    :func:`verify_model_dir` for the full check)."""
+    try:
+        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("build_version") == BUILD_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def verify_model_dir(path: Path) -> dict:

@@ -1,79 +1,41 @@
 """The encoder: texts in, L2-normalised sentence vectors out.
 
-The model is loaded through sentence-transformers (which reads the tokenizer, the
-transformer and its prompts); batching, pooling and normalisation are done here so that
-batches are sorted by *token* length and capped by a token budget, and so that any layer
-and pooling mode can be used.
+An :class:`Encoder` is three parts: the model's tokenizer (:mod:`~xsearch.embed.tokenizer`),
+a *runner* that maps padded token ids to hidden states (an int8 OpenVINO or ONNX Runtime
+graph, or the torch model), and the batching, pooling and normalisation done here, so that
+batches are sorted by *token* length and capped by a token budget, and so that any layer and
+pooling mode can be used. :meth:`Encoder.load` finds a model whose compiled backend is
+already built and runs it with neither torch nor transformers
+(:mod:`~xsearch.embed.prebuilt`); otherwise it loads the model through sentence-transformers
+and builds what is missing (:mod:`~xsearch.embed.transformer`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import BACKENDS, POOLINGS
-from ..errors import ModelError
-from .registry import CARDS, ResolvedModel, resolve_model
-from .pooling import pool
+from .backends import COMPILED, EncoderInfo, ModelFacts, Runner, compiled_module, compiled_runner, default_backend
 
-LOGGER = logging.getLogger(__name__)
+__all__ = ["COMPILED", "Encoder", "EncoderInfo", "ModelFacts", "Runner", "TokenEmbeddings", "compiled_module",
+           "compiled_runner", "default_backend", "token_budget_batches"]
+from .pooling import normalize, pool
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""A compiled encoder: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
+if TYPE_CHECKING:
+    from ..token_codec import TokenCodec
+    from .tokenizer import Tokenizer
 
 DEFAULT_BATCH_TOKENS = 8192
 """Upper bound on padded tokens per forward pass."""
 MAX_BATCH_SIZE = 128
 WARM_QUERY_TOKENS = 128
 """:meth:`Encoder.warm` prepares the single-query widths up to this many tokens."""
-
-
-@dataclass(frozen=True)
-class EncoderInfo:
-    """What identifies the vectors an encoder makes; saved with every index."""
-
-    model: str
-    pooling: str
-    layer: int | None
-    dim: int
-    max_length: int
-    query_prefix: str
-    passage_prefix: str
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module="sentence_transformers")
-
-
-def default_backend() -> str:
-    """``$XSEARCH_BACKEND`` if set, else the first of :data:`~xsearch.config.BACKENDS` installed.
-
-    The statically quantized int8 OpenVINO encoder is the fastest measured here and the closest
-    to fp32 of the two int8 backends; ONNX Runtime's dynamically quantized int8 graph comes next
-    (``benchmarks/bench_encoder.py`` gives the figures; the README's Speed section has a run).
-    """
-    from . import onnx, openvino
-
-    if os.environ.get("XSEARCH_BACKEND"):
-        return os.environ["XSEARCH_BACKEND"]
-    available = {"openvino": openvino.available, "onnx": onnx.available}  # torch always is
-    return next(backend for backend in BACKENDS if available.get(backend, lambda: True)())
-
-
-def _fallbacks(backend: str) -> tuple[str, ...]:
-    """``backend``, then the backends after it in :data:`~xsearch.config.BACKENDS` (fastest first)."""
-    return BACKENDS[BACKENDS.index(backend):]
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int, max_size: int = MAX_BATCH_SIZE) -> Iterator[list[int]]:
@@ -132,90 +94,39 @@ class Encoder:
     are serialised, forward passes run in parallel.
     """
 
-    def __init__(self, resolved: ResolvedModel, *, pooling: str = "mean", layer: int | None = None,
-                 max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> None:
-        if pooling not in POOLINGS:
-            raise ModelError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-        chosen = backend is not None or bool(os.environ.get("XSEARCH_BACKEND"))
-        backend = backend or default_backend()
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        import torch
-
-        _quiet_transformers()
-        from sentence_transformers import SentenceTransformer
-
-        threads = threads or os.cpu_count() or 1
-        torch.set_num_threads(threads)
-        try:
-            self._st = SentenceTransformer(str(resolved.path), device="cpu", local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load model {resolved.name!r} from {resolved.path}: {exc}") from exc
-        self._st.eval()
-        self._tokenizer_lock = threading.Lock()
-        self._transformer = self._st[0].auto_model
-        self.tokenizer = self._st.tokenizer
-        prompts = getattr(self._st, "prompts", {}) or {}
-        n_layers = getattr(self._transformer.config, "num_hidden_layers", None)
-        if layer is not None and n_layers is not None and not -n_layers <= layer <= n_layers:
-            raise ModelError(f"layer {layer} out of range: {resolved.name} has {n_layers} layers (0 = embeddings)")
-        model_max = getattr(self._transformer.config, "max_position_embeddings", 512)
-        if getattr(self._transformer.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
-            model_max -= 2  # RoBERTa positions start after the padding index
-        card = CARDS.get(resolved.name)
-        if card is not None:
-            model_max = min(model_max, card.max_length)
-        self.info = EncoderInfo(
-            model=resolved.name,
-            pooling=pooling,
-            layer=layer,
-            dim=int(self._transformer.config.hidden_size),
-            max_length=min(max_length or model_max, model_max),
-            query_prefix=prompts.get("query", resolved.query_prefix),
-            passage_prefix=prompts.get("passage", prompts.get("document", resolved.passage_prefix)),
-        )
+    def __init__(self, info: EncoderInfo, tokenizer: Tokenizer, runner: Runner, backend: str, model_dir: Path) -> None:
+        self.info = info
+        self.tokenizer = tokenizer
         self.backend = backend
-        self._runner: Runner | None = None
-        # the default backend, not asked for: a model a compiled backend cannot take runs on the next
-        for candidate in (backend,) if chosen else _fallbacks(backend):
-            try:
-                self._runner = self._compile(candidate, resolved, threads)
-            except ModelError as exc:
-                if chosen:
-                    raise
-                LOGGER.warning("%s; trying the next backend for %s", exc, resolved.name)
-                continue
-            self.backend = candidate
-            break
-
-    def _compile(self, backend: str, resolved: ResolvedModel, threads: int) -> Runner | None:
-        """The compiled runner for ``backend`` (built and cached on first use); None for torch."""
-        from .registry import cache_dir
-
-        layer = self.info.layer
-        if backend == "onnx":
-            from .onnx import OnnxRunner, build_onnx_model
-
-            return OnnxRunner(build_onnx_model(self._transformer, resolved.path, layer, cache_dir()), threads=threads)
-        if backend == "openvino":
-            from .openvino import OpenVinoRunner, build_openvino_model
-
-            path = build_openvino_model(self._transformer, self.tokenizer, resolved.path, layer, cache_dir(),
-                                        query_prefix=self.info.query_prefix,
-                                        passage_prefix=self.info.passage_prefix, max_length=self.info.max_length)
-            return OpenVinoRunner(path, threads=threads)
-        return None
+        """How the model runs: ``openvino``, ``onnx`` or ``torch``."""
+        self._runner = runner
+        self._model_dir = model_dir
+        self._codec: TokenCodec | None = None
+        self._codec_lock = threading.Lock()
 
     @classmethod
     def load(cls, model: str, *, pooling: str = "mean", layer: int | None = None,
              max_length: int | None = None, threads: int | None = None, backend: str | None = None) -> Encoder:
-        """Resolve ``model`` offline (see :func:`resolve_model`) and load it.
+        """Resolve ``model`` offline (see :func:`~xsearch.embed.registry.resolve_model`) and load it.
 
         ``backend`` is ``"openvino"`` or ``"onnx"`` (int8, built and cached on first use) or
         ``"torch"`` (fp32); ``$XSEARCH_BACKEND`` sets the default (see :func:`default_backend`).
+        When no backend is named and the default one cannot take the model, the next one in
+        :data:`~xsearch.config.BACKENDS` runs it, with a warning. A model whose compiled
+        backend is built loads without torch, transformers or sentence-transformers.
         """
-        return cls(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length, threads=threads,
-                   backend=backend)
+        from .prebuilt import load_prebuilt
+
+        threads = threads or os.cpu_count() or 1
+        loaded = load_prebuilt(model, pooling=pooling, layer=layer, max_length=max_length, threads=threads,
+                               backend=backend)
+        if loaded is None:
+            from .registry import resolve_model
+            from .transformer import load_transformer
+
+            loaded = load_transformer(resolve_model(model), pooling=pooling, layer=layer, max_length=max_length,
+                                      threads=threads, backend=backend)
+        return cls(*loaded)
 
     @property
     def dim(self) -> int:
@@ -226,10 +137,10 @@ class Encoder:
         """Run every single-query width up to :data:`WARM_QUERY_TOKENS` once, for a backend
         that prepares each new input shape (OpenVINO), so that no query pays for that."""
         step = self._width_step()
-        if self._runner is None or step == 1:
+        if step == 1:
             return
         for width in range(step, self._padded(min(WARM_QUERY_TOKENS, self.info.max_length)) + 1, step):
-            self._runner(np.full((1, width), self.tokenizer.pad_token_id or 0, dtype=np.int64),
+            self._runner(np.full((1, width), self.tokenizer.pad_id, dtype=np.int64),
                          np.ones((1, width), dtype=np.int64))
 
     def _width_step(self) -> int:
@@ -244,12 +155,7 @@ class Encoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Model tokens of each text, special tokens and prefixes not counted."""
-        if not texts:
-            return []
-        with self._tokenizer_lock:
-            encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False,
-                                     return_attention_mask=False, return_token_type_ids=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return self.tokenizer.count(texts) if texts else []
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for texts as given, with no prefix."""
@@ -280,43 +186,34 @@ class Encoder:
         Texts are tokenized once, sorted by token length and run in batches capped by
         ``batch_tokens`` padded tokens; results come back in input order.
         """
-        import torch
-
         prefix = {"query": self.info.query_prefix, "passage": self.info.passage_prefix, None: ""}[kind]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         token_results: list[TokenEmbeddings] = [None] * len(texts) if tokens else []  # type: ignore[list-item]
         if not texts:
             return out, token_results
-        with self._tokenizer_lock:
-            encoded = self.tokenizer([prefix + t for t in texts], truncation=True, max_length=self.info.max_length,
-                                     return_offsets_mapping=tokens, return_special_tokens_mask=tokens,
-                                     return_attention_mask=False, return_token_type_ids=False)
-        ids = encoded["input_ids"]
-        pad_id = self.tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
-                width = max(len(ids[i]) for i in batch)
-                if len(batch) == 1:
-                    width = self._padded(width)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
+        encodings = self.tokenizer.encode([prefix + t for t in texts], max_length=self.info.max_length)
+        ids = [encoding.ids for encoding in encodings]
+        for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
+            width = max(len(ids[i]) for i in batch)
+            if len(batch) == 1:
+                width = self._padded(width)
+            input_ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            hidden = np.asarray(self._runner(input_ids, mask), dtype=np.float32)
+            out[batch] = normalize(pool(hidden, mask, self.info.pooling))
+            if tokens:
                 for row, i in enumerate(batch):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[row, : len(ids[i])] = 1
-                hidden = self._hidden(input_ids, mask)
-                pooled = torch.nn.functional.normalize(pool(hidden, mask, self.info.pooling), p=2, dim=1)
-                out[batch] = pooled.float().numpy()
-                if tokens:
-                    states = hidden.float().numpy()
-                    for row, i in enumerate(batch):
-                        token_results[i] = self._token_result(
-                            texts[i], len(prefix), ids[i], encoded["offset_mapping"][i],
-                            encoded["special_tokens_mask"][i], states[row, : len(ids[i])])
+                    token_results[i] = self._token_result(
+                        texts[i], len(prefix), ids[i], encodings[i].offsets, encodings[i].special_tokens_mask,
+                        hidden[row, : len(ids[i])])
         return out, token_results
 
     def _token_result(self, text: str, shift: int, ids: list[int], offsets: list[tuple[int, int]],
                       special: list[int], vectors: np.ndarray) -> TokenEmbeddings:
-        pieces = self._pieces(ids)
+        pieces = self.tokenizer.pieces(ids)
         keep, spans = [], []
         for i, ((start, end), is_special) in enumerate(zip(offsets, special)):
             if is_special:
@@ -343,16 +240,14 @@ class Encoder:
             truncated=self.count_tokens([text])[0] > content_tokens,
         )
 
-    def _pieces(self, ids: list[int]) -> list[str]:
-        with self._tokenizer_lock:
-            return self.tokenizer.convert_ids_to_tokens(ids)
+    def token_codec(self) -> TokenCodec:
+        """The codec that stores this model's token vectors compactly: a product quantizer
+        trained once per model (and layer and backend) on xsearch's calibration texts, cached
+        beside the model's builds (see :mod:`~xsearch.embed.codebook`). A new index stores its
+        token vectors with it (``Store.set_token_codec``) instead of training its own."""
+        with self._codec_lock:
+            if self._codec is None:
+                from .codebook import model_token_codec
 
-    def _hidden(self, input_ids, mask):
-        if self._runner is not None:
-            import torch
-
-            return torch.from_numpy(self._runner(input_ids.numpy(), mask.numpy()))
-        layer = self.info.layer
-        outputs = self._transformer(input_ids=input_ids, attention_mask=mask,
-                                    output_hidden_states=layer is not None)
-        return outputs.last_hidden_state if layer is None else outputs.hidden_states[layer]
+                self._codec = model_token_codec(self, self._model_dir)
+            return self._codec

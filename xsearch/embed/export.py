@@ -87,6 +87,11 @@ def export_onnx(transformer: Any, layer: int | None, path: Path) -> None:
             config._attn_implementation = previous
 
 
+def is_built(target: Path, files: tuple[str, ...]) -> bool:
+    """Whether :func:`build_cached` has finished building ``files`` into ``target``."""
+    return (target / MANIFEST).is_file() and all((target / name).is_file() for name in files)
+
+
 def build_cached(target: Path, files: tuple[str, ...], build: Callable[[Path], None], manifest: dict[str, Any],
                  what: str) -> Path:
     """``target``, built once by ``build(tmp)`` into a temporary folder that is renamed into place.
@@ -95,7 +100,7 @@ def build_cached(target: Path, files: tuple[str, ...], build: Callable[[Path], N
     (intermediate graphs) is removed. A folder that already holds them and the manifest is
     returned as it is. Failures become :class:`ModelError` naming ``what`` was being built.
     """
-    if (target / MANIFEST).is_file() and all((target / name).is_file() for name in files):
+    if is_built(target, files):
         return target
     LOGGER.info("building %s once; it is cached for later runs", what)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,9 @@ class MaskFiller:
     def __init__(self, model: str) -> None:
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        from .encoder import _quiet_transformers
+        from .transformer import quiet_transformers
 
-        _quiet_transformers()
+        quiet_transformers()
         resolved = resolve_model(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)

@@ -1,27 +1,33 @@
 """The int8 ONNX Runtime backend: the encoder exported once, fused and quantized.
 
-:func:`build_onnx_model` exports the encoder (:func:`~xsearch.embed.export.export_onnx`),
+:func:`build` exports the encoder (:func:`~xsearch.embed.export.export_onnx`),
 applies ONNX Runtime's BERT fusion (attention, layer norm and GELU kernels) and quantizes the
 weights of every matrix product to int8 with one scale per output channel (per-tensor scales
 cost 1–4 Tatoeba points; per-channel ones keep the fp32 quality). Activations are quantized
-dynamically at run time. The result is cached (:func:`~xsearch.embed.export.build_cached`).
+dynamically at run time. The result is cached (:func:`~xsearch.embed.export.build_cached`) in
+:func:`target`.
 
-:class:`OnnxRunner` runs it; an ``InferenceSession`` may be called from several threads.
+:class:`Runner` runs it; an ``InferenceSession`` may be called from several threads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ModelError
 from .export import build_cached, cache_key, export_onnx, installed
 
+if TYPE_CHECKING:
+    from .backends import EncoderInfo
+
 FORMAT_VERSION = 1
 """Bumped whenever the export or the quantization changes, so old caches are rebuilt."""
 MODEL_FILE = "model.onnx"
+FILES = (MODEL_FILE,)
+RUNTIME = "onnxruntime"
 
 
 def available() -> bool:
@@ -45,27 +51,34 @@ def _quantize(source: Path, target: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
-def build_onnx_model(transformer: Any, model_dir: Path, layer: int | None, cache: Path) -> Path:
-    """The int8 ONNX file for ``transformer`` (loaded from ``model_dir``), built once into ``cache``."""
+def target(cache: Path, model_dir: Path, info: EncoderInfo) -> Path:
+    """The folder the int8 graph of the model in ``model_dir`` is built into, for ``info``'s layer."""
+    return cache / "onnx" / cache_key(model_dir, info.layer, f"v{FORMAT_VERSION}")
+
+
+def build(transformer: Any, tokenizer: Any, model_dir: Path, info: EncoderInfo, folder: Path) -> None:
+    """Build the int8 graph of ``transformer`` (loaded from ``model_dir``) into ``folder`` once
+    (``tokenizer`` is not needed: the quantization is dynamic)."""
     if not available():
         raise ModelError("the onnx backend needs onnxruntime and onnx: pip install onnxruntime onnx")
 
-    def build(tmp: Path) -> None:
-        export_onnx(transformer, layer, tmp / "fp32.onnx")
+    def run(tmp: Path) -> None:
+        export_onnx(transformer, info.layer, tmp / "fp32.onnx")
         _fuse(tmp / "fp32.onnx", tmp / "fused.onnx", transformer.config)
         _quantize(tmp / "fused.onnx", tmp / MODEL_FILE)
 
-    target = cache / "onnx" / cache_key(model_dir, layer, f"v{FORMAT_VERSION}")
-    manifest = {"format_version": FORMAT_VERSION, "source": str(model_dir), "layer": layer,
+    manifest = {"format_version": FORMAT_VERSION, "source": str(model_dir), "layer": info.layer,
                 "weights": "int8 per-channel", "activations": "int8, dynamic"}
-    return build_cached(target, (MODEL_FILE,), build, manifest, f"the onnx backend for {model_dir}") / MODEL_FILE
+    build_cached(folder, FILES, run, manifest, f"the onnx backend for {model_dir}")
 
 
-class OnnxRunner:
-    """Runs an exported encoder: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
+class Runner:
+    """Runs the graph built into ``folder``: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(self, folder: Path, *, threads: int) -> None:
         import onnxruntime as ort
+
+        path = folder / MODEL_FILE
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -1,17 +1,19 @@
 """The int8 OpenVINO backend: the encoder exported once and statically quantized with NNCF.
 
-:func:`build_openvino_model` exports the encoder (:func:`~xsearch.embed.export.export_onnx`),
+:func:`build` exports the encoder (:func:`~xsearch.embed.export.export_onnx`),
 reads the graph into OpenVINO and quantizes it with NNCF's transformer scheme: SmoothQuant
 moves activation outliers into the weights, then every matrix product runs in int8, weights
 with one scale per output channel and activations with scales measured once on a calibration
-set (:func:`calibration_inputs`: original texts in 24 languages and scripts shipped with
-xsearch, as queries, as passages and as long passages). Layer norms, softmax and GELU stay in
-float. Measured against the dynamic int8 ONNX Runtime graph of the same model on a 2-core
+set (:func:`calibration_inputs`: the texts in 24 languages and scripts shipped with xsearch,
+:mod:`~xsearch.embed.calibration`, as queries, as passages and as long passages). Layer norms,
+softmax and GELU stay in float. Measured against the dynamic int8 ONNX Runtime graph of the same model on a 2-core
 AVX-512 VNNI machine, it is faster (no activation quantization at run time, fused int8
-kernels) and closer to fp32 (``benchmarks/bench_encoder.py``). The result is cached
-(:func:`~xsearch.embed.export.build_cached`) as ``model.xml`` and ``model.bin``.
+kernels) and closer to fp32 (``benchmarks/bench_encoder.py``). :func:`build` caches the
+result (:func:`~xsearch.embed.export.build_cached`) as ``model.xml`` and ``model.bin`` in
+:func:`target`.
 
-:class:`OpenVinoRunner` runs it, one inference request per calling thread.
+:class:`Runner` runs it, one inference request per calling thread, from the model compiled for
+this CPU once and cached beside it.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ModelError
+from .calibration import calibration_texts
 from .export import build_cached, cache_key, export_onnx, installed
+
+if TYPE_CHECKING:
+    from .backends import EncoderInfo
+    from .tokenizer import Tokenizer
 
 FORMAT_VERSION = 1
 """Bumped whenever the export, the quantization or the calibration set changes."""
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
+FILES = (MODEL_FILE, WEIGHTS_FILE)
+RUNTIME = "openvino"
 COMPILED_DIR = "compiled"
 """OpenVINO's cache of the model compiled for this CPU, filled on first load."""
 SHORT_TOKENS = 32
@@ -50,13 +58,7 @@ def available() -> bool:
     return installed("openvino", "nncf")
 
 
-def calibration_texts() -> list[str]:
-    """The shipped calibration texts: short questions and paragraphs in 24 languages."""
-    lines = resources.files(__package__).joinpath("calibration.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def calibration_inputs(tokenizer: Any, texts: Sequence[str], *, query_prefix: str, passage_prefix: str,
+def calibration_inputs(tokenizer: Tokenizer, texts: Sequence[str], *, query_prefix: str, passage_prefix: str,
                        max_length: int) -> list[dict[str, np.ndarray]]:
     """One model input per calibration sample, as the encoder will see them at run time.
 
@@ -65,13 +67,12 @@ def calibration_inputs(tokenizer: Any, texts: Sequence[str], *, query_prefix: st
     and prefixes that indexing and search produce.
     """
     samples = [passage_prefix + t for t in texts]
-    counts = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    counts = tokenizer.count(texts)
     samples += [query_prefix + t for t, n in zip(texts, counts) if n <= SHORT_TOKENS]
     samples += [passage_prefix + " ".join(texts[i:i + LONG_GROUP]) for i in range(0, len(texts), LONG_GROUP)]
     out = []
     for text in samples:
-        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
-        array = np.asarray([ids], dtype=np.int64)
+        array = np.asarray([tokenizer.encode([text], max_length=max_length)[0].ids], dtype=np.int64)
         out.append({"input_ids": array, "attention_mask": np.ones_like(array)})
     return out
 
@@ -90,40 +91,44 @@ def _quantize(source: Path, target: Path, inputs: list[dict[str, np.ndarray]]) -
     ov.save_model(quantized, str(target), compress_to_fp16=True)
 
 
-def build_openvino_model(transformer: Any, tokenizer: Any, model_dir: Path, layer: int | None, cache: Path, *,
-                         query_prefix: str, passage_prefix: str, max_length: int) -> Path:
-    """The int8 OpenVINO model for ``transformer`` (loaded from ``model_dir``), built once into ``cache``."""
+def target(cache: Path, model_dir: Path, info: EncoderInfo) -> Path:
+    """The folder the int8 model of the model in ``model_dir`` is built into, for ``info``'s
+    layer, prefixes and length (the calibration inputs depend on them)."""
+    version = f"v{FORMAT_VERSION}|{info.query_prefix}|{info.passage_prefix}|{info.max_length}"
+    return cache / "openvino" / cache_key(model_dir, info.layer, version)
+
+
+def build(transformer: Any, tokenizer: Tokenizer, model_dir: Path, info: EncoderInfo, folder: Path) -> None:
+    """Build the int8 model of ``transformer`` (loaded from ``model_dir``) into ``folder`` once."""
     if not available():
         raise ModelError("the openvino backend needs openvino and nncf: pip install openvino nncf")
 
     texts = calibration_texts()
 
-    def build(tmp: Path) -> None:
-        inputs = calibration_inputs(tokenizer, texts, query_prefix=query_prefix,
-                                    passage_prefix=passage_prefix, max_length=max_length)
-        export_onnx(transformer, layer, tmp / "fp32.onnx")
+    def run(tmp: Path) -> None:
+        inputs = calibration_inputs(tokenizer, texts, query_prefix=info.query_prefix,
+                                    passage_prefix=info.passage_prefix, max_length=info.max_length)
+        export_onnx(transformer, info.layer, tmp / "fp32.onnx")
         _quantize(tmp / "fp32.onnx", tmp / MODEL_FILE, inputs)
 
-    version = f"v{FORMAT_VERSION}|{query_prefix}|{passage_prefix}|{max_length}"
-    target = cache / "openvino" / cache_key(model_dir, layer, version)
-    manifest = {"format_version": FORMAT_VERSION, "source": str(model_dir), "layer": layer,
+    manifest = {"format_version": FORMAT_VERSION, "source": str(model_dir), "layer": info.layer,
                 "weights": "int8 per-channel", "activations": "int8, static (calibrated)",
                 "calibration_samples": len(texts)}
-    built = build_cached(target, (MODEL_FILE, WEIGHTS_FILE), build, manifest, f"the openvino backend for {model_dir}")
-    return built / MODEL_FILE
+    build_cached(folder, FILES, run, manifest, f"the openvino backend for {model_dir}")
 
 
-class OpenVinoRunner:
-    """Runs a built encoder: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
+class Runner:
+    """Runs the model built into ``folder``: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
 
     width_step = WIDTH_STEP
 
-    def __init__(self, path: Path, *, threads: int) -> None:
+    def __init__(self, folder: Path, *, threads: int) -> None:
         import openvino as ov
 
-        # CACHE_DIR keeps the compiled blob beside the model: loads take 0.4 s instead of 2 s
+        path = folder / MODEL_FILE
+        # CACHE_DIR keeps the compiled blob beside the model: loads take 0.1 s instead of 2 s
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32", "CACHE_DIR": str(path.parent / COMPILED_DIR)}
+                  "INFERENCE_PRECISION_HINT": "f32", "CACHE_DIR": str(folder / COMPILED_DIR)}
         try:
             self._model = ov.Core().compile_model(str(path), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError for anything it cannot read

@@ -7,25 +7,27 @@ sentence-transformers does) and 0 for padding.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
 
 from ..config import POOLINGS
 
-if TYPE_CHECKING:
-    import torch
 
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     """Pool ``hidden`` over its real tokens into ``(batch, dim)``."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    weights = mask[..., None].astype(hidden.dtype)
     if mode == "cls":
         return hidden[:, 0]
     if mode == "max":
-        return hidden.masked_fill(weights == 0, float("-inf")).amax(dim=1)
-    summed = (hidden * weights).sum(dim=1)
-    lengths = weights.sum(dim=1).clamp(min=1.0)
+        return np.where(weights == 0, -np.inf, hidden).max(axis=1)
+    summed = (hidden * weights).sum(axis=1)
+    lengths = np.maximum(weights.sum(axis=1), 1.0)
     if mode == "mean":
         return summed / lengths
     if mode == "mean_sqrt_len":
-        return summed / lengths.sqrt()
+        return summed / np.sqrt(lengths)
     raise ValueError(f"unknown pooling mode {mode!r}; choose one of {', '.join(POOLINGS)}")
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

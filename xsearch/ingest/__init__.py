@@ -7,8 +7,8 @@ and imports no ML library, so the stages can run anywhere, Spark tasks included.
 from __future__ import annotations
 
 from xsearch.ingest.chunk import CountTokens, chunk_documents, chunk_text, split_sentences
-from xsearch.ingest.discover import SUPPORTED_SUFFIXES, discover
-from xsearch.ingest.extract import decode_text, extract, extract_batch
+from xsearch.ingest.discover import discover
+from xsearch.ingest.extract import SUPPORTED_SUFFIXES, decode_text, extract, extract_batch
 from xsearch.ingest.lang import detect_document_languages, detect_language, detect_languages
 
 __all__ = [

@@ -15,8 +15,10 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from xsearch.config import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
 from xsearch.errors import UsageError
 from xsearch.ingest.lang import UNDETERMINED, detect_languages
+from xsearch.text import is_cjk, script_class, script_of
 from xsearch.types import Chunk, Document
 
 __all__ = ["CountTokens", "chunk_documents", "chunk_text", "split_sentences"]
@@ -40,7 +42,8 @@ _TERMINATOR_RUN = re.compile(
 _NEXT_NON_SPACE = re.compile(r"\s*(\S)")
 _OPENERS = "\"'“‘«‹([{¿¡„"
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
-_THAI_GAP = re.compile(r"(?<=[\u0e00-\u0eff])[^\S\n]+(?=[\u0e00-\u0eff])")
+_THAI_LAO = script_class({"thai", "lao"})
+_THAI_GAP = re.compile(rf"(?<={_THAI_LAO})[^\S\n]+(?={_THAI_LAO})")
 _LIST_OR_MARKUP = re.compile(r"(?:[-*+•◦‣▪–—>#|]|\d{1,3}[.)]|[a-zA-Z][.)]|\(\d{1,3}\))(?:\s|$)")
 _DOTTED_ABBREVIATION = re.compile(r"(?:[^\W\d_]{1,3}\.)+[^\W\d_]{1,3}")
 
@@ -121,8 +124,8 @@ def _ends_sentence(text: str, run: str, start: int, end: int) -> bool:
     if all(char == _FULLWIDTH_STOP for char in run):  # not inside a number: ３．１４
         return not (start > 0 and text[start - 1].isdigit() and following.isdigit())
     if all(char in _GREEK_QUESTION for char in run):
-        return start > 0 and _is_greek(text[start - 1]) and (not following or following.isspace())
-    if ("!" in run or "?" in run) and _is_cjk(following):
+        return start > 0 and script_of(text[start - 1]) == "greek" and (not following or following.isspace())
+    if ("!" in run or "?" in run) and is_cjk(following):
         return True
     if following and not following.isspace():  # 3.14, e.g.x, example.com
         return False
@@ -199,16 +202,6 @@ def _display_width(line: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line)
 
 
-def _is_greek(char: str) -> bool:
-    return "\u0370" <= char <= "\u03ff" or "\u1f00" <= char <= "\u1fff"
-
-
-def _is_cjk(char: str) -> bool:
-    return bool(char) and (
-        "\u3040" <= char <= "\u30ff" or "\u3400" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af"
-    )
-
-
 # --- chunking ----------------------------------------------------------------
 
 
@@ -225,7 +218,11 @@ _SPLIT_HEADROOM = 0.9
 
 
 def chunk_text(
-    text: str, count_tokens: CountTokens, *, max_tokens: int = 256, overlap: int = 1
+    text: str,
+    count_tokens: CountTokens,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    overlap: int = DEFAULT_OVERLAP,
 ) -> list[Chunk]:
     """Pack the sentences of ``text`` into chunks of at most ``max_tokens`` tokens.
 
@@ -250,7 +247,11 @@ def chunk_text(
 
 
 def chunk_documents(
-    docs: Sequence[Document], count_tokens: CountTokens, *, max_tokens: int = 256, overlap: int = 1
+    docs: Sequence[Document],
+    count_tokens: CountTokens,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    overlap: int = DEFAULT_OVERLAP,
 ) -> list[list[Chunk]]:
     """:func:`chunk_text` for each document, with each chunk's language detected.
 

@@ -8,7 +8,6 @@ passed over silently: they were never candidates.
 
 from __future__ import annotations
 
-import codecs
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -16,21 +15,12 @@ from dataclasses import dataclass, field
 
 import pathspec
 
+from xsearch.config import DEFAULT_MAX_FILE_BYTES
 from xsearch.errors import UsageError
+from xsearch.ingest.extract import SNIFF_BYTES, SUPPORTED_SUFFIXES, looks_like_text
 from xsearch.types import SourceFile, Skipped
 
-__all__ = ["SNIFF_BYTES", "SUPPORTED_SUFFIXES", "discover", "looks_like_text"]
-
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
-    {
-        ".txt", ".text", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf",
-        ".docx", ".csv", ".tsv", ".json", ".jsonl", ".ndjson",
-    }
-)
-"""Suffixes (lower case) that extraction reads by format; other files are sniffed."""
-
-SNIFF_BYTES = 8192
-"""How much of a file of unknown type is read to tell text from binary."""
+__all__ = ["discover"]
 
 _Ignores = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
 """The ``.gitignore`` specs in force: (folder relative to the root, spec), outermost first."""
@@ -41,7 +31,7 @@ def discover(
     *,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
-    max_bytes: int = 50 * 1024 * 1024,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> Iterator[SourceFile | Skipped]:
     """Yield the files under ``roots`` worth extracting, and those passed over with a reason.
 
@@ -54,8 +44,8 @@ def discover(
     ``include`` and ``exclude`` are gitignore-style globs matched against the
     path relative to its root (``*.md``, ``docs/**``, ``drafts/``); an empty
     ``include`` selects everything. Files with a suffix in
-    :data:`SUPPORTED_SUFFIXES` are yielded as they are; others are yielded only
-    when their first :data:`SNIFF_BYTES` look like text.
+    :data:`~xsearch.ingest.extract.SUPPORTED_SUFFIXES` are yielded as they are; others are
+    yielded only when their first :data:`~xsearch.ingest.extract.SNIFF_BYTES` look like text.
 
     Raises:
         UsageError: a root does not exist, a glob is malformed, or ``max_bytes``
@@ -121,6 +111,9 @@ class _Walker:
             if _is_dir(entry):
                 if _ignored(ignores, child_rel + "/") or self._excluded(child_rel + "/"):
                     continue
+                if not _utf8(child):
+                    yield Skipped(_printable(child), "folder name is not valid UTF-8")
+                    continue
                 real = os.path.realpath(child)
                 if real in ancestors:
                     yield Skipped(child, "symlink loop")
@@ -129,6 +122,9 @@ class _Walker:
                     yield from self._walk_dir(child, child_rel, ignores, ancestors)
                 continue
             if _ignored(ignores, child_rel) or not self._selected(child_rel):
+                continue
+            if not _utf8(child):
+                yield Skipped(_printable(child), "file name is not valid UTF-8")
                 continue
             if entry.is_symlink() and not os.path.exists(child):
                 yield Skipped(child, "broken symlink")
@@ -172,24 +168,18 @@ class _Walker:
         return SourceFile(path=real, size=st.st_size, mtime=st.st_mtime)
 
 
-def looks_like_text(head: bytes) -> bool:
-    """Whether the first bytes of a file read as text: UTF-8 without NUL, or UTF-16/32 with a BOM.
-
-    ``head`` may end in the middle of a character.
-    """
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        encoding = "utf-32"
-    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    elif b"\x00" in head:
-        return False
-    else:
-        encoding = "utf-8"
+def _utf8(path: str) -> bool:
+    """Whether ``path`` is valid UTF-8 (the index stores paths as UTF-8 text)."""
     try:
-        codecs.getincrementaldecoder(encoding)().decode(head, final=False)
-    except UnicodeDecodeError:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
         return False
     return True
+
+
+def _printable(path: str) -> str:
+    """``path`` with bytes that are not UTF-8 shown as U+FFFD, for reports."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

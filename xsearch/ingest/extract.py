@@ -1,9 +1,11 @@
 """Turn a discovered file into text: one Document per file, or per record.
 
 Each format has a small reader that gets the file's bytes and returns
-Documents. Failures raise :class:`~xsearch.errors.ExtractionError` with a
-one-line reason; :func:`extract_batch` turns those into
-:class:`~xsearch.types.Skipped`. Nothing here keeps state between calls.
+Documents; the table of readers by suffix, at the end of this module, is
+what :data:`SUPPORTED_SUFFIXES` lists. Failures raise
+:class:`~xsearch.errors.ExtractionError` with a one-line reason;
+:func:`extract_batch` turns those into :class:`~xsearch.types.Skipped`.
+Nothing here keeps state between calls.
 """
 
 from __future__ import annotations
@@ -13,22 +15,35 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
+import time
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from xsearch.errors import ExtractionError
-from xsearch.ingest.discover import SNIFF_BYTES, looks_like_text
 from xsearch.types import Document, Skipped, SourceFile
 
 __all__ = [
+    "MAX_DOCX_PARAGRAPHS",
+    "MAX_EXTRACT_CHARS",
+    "MAX_EXTRACT_SECONDS",
+    "MAX_JSON_DEPTH",
+    "MAX_METADATA_BYTES",
+    "SNIFF_BYTES",
+    "SUPPORTED_SUFFIXES",
     "csv_to_text",
     "decode_text",
     "extract",
+    "check_metadata",
     "extract_batch",
     "html_to_text",
+    "json_value",
+    "looks_like_text",
     "markdown_to_text",
     "rst_to_text",
 ]
@@ -84,7 +99,30 @@ def _extract(source: SourceFile) -> tuple[list[Document], list[str]]:
     documents, problems = reader(source.path, data)
     if not documents:
         raise ExtractionError("no text")
+    _Budget().spend(sum(len(doc.text) for doc in documents))
     return documents, problems
+
+
+MAX_EXTRACT_CHARS = 20_000_000
+"""Most characters of text one file may give; a file with more is skipped."""
+MAX_EXTRACT_SECONDS = 120.0
+"""Longest a PDF or DOCX may take to read, checked between pages and paragraphs; a slower one is skipped."""
+
+
+class _Budget:
+    """What reading one file may cost: :data:`MAX_EXTRACT_CHARS` of text, :data:`MAX_EXTRACT_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.deadline = time.monotonic() + MAX_EXTRACT_SECONDS
+
+    def spend(self, chars: int) -> None:
+        """Count ``chars`` more characters read; raise :class:`ExtractionError` when over budget."""
+        self.chars += chars
+        if self.chars > MAX_EXTRACT_CHARS:
+            raise ExtractionError(f"over the extraction budget: more than {MAX_EXTRACT_CHARS:,} characters of text")
+        if time.monotonic() > self.deadline:
+            raise ExtractionError(f"over the extraction budget: reading took more than {MAX_EXTRACT_SECONDS:g} s")
 
 
 _Reader = Callable[[str, bytes], tuple[list[Document], list[str]]]
@@ -99,6 +137,9 @@ def _single(path: str, text: str, title: str = "") -> tuple[list[Document], list
 
 
 # --- text decoding -----------------------------------------------------------
+
+SNIFF_BYTES = 8192
+"""How much of a file of unknown type is read to tell text from binary."""
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8", "UTF-8"),
@@ -152,6 +193,26 @@ def decode_text(data: bytes) -> str:
     if encoding is None:
         raise ExtractionError("unknown text encoding: not UTF-8, and no confident guess")
     return _clean_text(data.decode(encoding, errors="replace"))
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file read as text: UTF-8 without NUL, or UTF-16/32 with a BOM.
+
+    ``head`` may end in the middle of a character.
+    """
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        encoding = "utf-32"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif b"\x00" in head:
+        return False
+    else:
+        encoding = "utf-8"
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _guess_encoding(data: bytes) -> str | None:
@@ -210,20 +271,23 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
 _BLOCKQUOTE = re.compile(r"^\s{0,3}(?:>\s?)+")
 _BULLET = re.compile(r"^(\s*)[*+](\s+)")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_SPAN = 500
+"""Longest emphasis, link text or tag that Markdown markup is removed from: a bound that keeps
+the inline patterns linear in the line's length (longer spans keep their markup characters)."""
 _MD_INLINE = (
     (re.compile(r"<!--.*?-->"), ""),
-    (re.compile(r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])"), ""),
+    (re.compile(r"!\[[^\]]{0,%d}\](?:\([^)]{0,%d}\)|\[[^\]]{0,%d}\])" % (_SPAN, _SPAN, _SPAN)), ""),
     (  # [text](url "title"), urls with one level of parentheses
-        re.compile(r"\[([^\]]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)"),
+        re.compile(r"\[([^\]]{0,%d})\]\((?:" % _SPAN + r"[^()\s]|\([^()\s]*\))*(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)"),
         r"\1",
     ),
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),
+    (re.compile(r"\[([^\]]{1,%d})\]\[[^\]]{0,%d}\]" % (_SPAN, _SPAN)), r"\1"),
     (re.compile(r"<((?:https?|ftp|mailto):[^>\s]+)>"), r"\1"),
-    (re.compile(r"</?[A-Za-z][^>\n]*>"), ""),
-    (re.compile(r"(?<!\\)(\*\*|__)(?=\S)(.+?)(?<=\S)(?<!\\)\1"), r"\2"),
-    (re.compile(r"(?<![\w*\\])\*(?=\S)(.+?)(?<=[^\s\\])\*(?![\w*])"), r"\1"),
-    (re.compile(r"(?<![\w\\])_(?=\S)(.+?)(?<=[^\s\\])_(?!\w)"), r"\1"),
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),
+    (re.compile(r"</?[A-Za-z][^>\n]{0,%d}>" % _SPAN), ""),
+    (re.compile(r"(?<!\\)(\*\*|__)(?=\S)(.{1,%d}?)(?<=\S)(?<!\\)\1" % _SPAN), r"\2"),
+    (re.compile(r"(?<![\w*\\])\*(?=\S)(.{1,%d}?)(?<=[^\s\\])\*(?![\w*])" % _SPAN), r"\1"),
+    (re.compile(r"(?<![\w\\])_(?=\S)(.{1,%d}?)(?<=[^\s\\])_(?!\w)" % _SPAN), r"\1"),
+    (re.compile(r"~~(?=\S)(.{1,%d}?)(?<=\S)~~" % _SPAN), r"\1"),
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|>~<])"), r"\1"),
 )
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n(?:---|\.\.\.)\n", re.DOTALL)
@@ -483,11 +547,14 @@ def _read_pdf(path: str, data: bytes) -> tuple[list[Document], list[str]]:
         raise ExtractionError(f"unreadable PDF: {_reason(exc)}") from exc
     texts = []
     failures = []
+    budget = _Budget()
     for page in pages:
         try:
             texts.append(page.extract_text() or "")
         except Exception as exc:  # one damaged page should not lose the others
             failures.append(_reason(exc))
+            continue
+        budget.spend(len(texts[-1]))
     if failures and len(failures) == len(pages):
         raise ExtractionError(f"unreadable PDF: {failures[0]}")
     text = "\n\n".join(page_text.strip() for page_text in texts if page_text.strip())
@@ -500,27 +567,59 @@ def _read_pdf(path: str, data: bytes) -> tuple[list[Document], list[str]]:
     return _single(path, text, str(title))
 
 
+MAX_DOCX_PARAGRAPHS = 200_000
+"""Most paragraphs (empty ones included) a DOCX may hold; one with more is skipped unread."""
+MAX_DOCX_XML_BYTES = 256 * 1024 * 1024
+"""Largest uncompressed body (``word/document.xml``) a DOCX may have."""
+
+
 def _read_docx(path: str, data: bytes) -> tuple[list[Document], list[str]]:
     import docx
     from docx.table import Table
 
+    _check_docx_size(data)
+    budget = _Budget()
     # python-docx surfaces zip, XML and key errors from damaged files.
     try:
         document = docx.Document(io.BytesIO(data))
         title = document.core_properties.title or ""
+        style_names: dict[str | None, str] = {}  # by style id: looking a style up is slow
         blocks = []
         for item in document.iter_inner_content():
-            if isinstance(item, Table):
-                blocks.append(_docx_table(item))
+            text = _docx_table(item) if isinstance(item, Table) else item.text.strip()
+            budget.spend(len(text))
+            if not text:
                 continue
-            text = item.text.strip()
-            style = item.style.name if item.style is not None else ""
-            if text and not title and (style == "Title" or style.startswith("Heading")):
-                title = text
+            if not title and not isinstance(item, Table):
+                style_id = item._p.style
+                if style_id not in style_names:
+                    style_names[style_id] = item.style.name if item.style is not None else ""
+                style = style_names[style_id]
+                if style == "Title" or style.startswith("Heading"):
+                    title = text
             blocks.append(text)
+    except ExtractionError:
+        raise
     except Exception as exc:
         raise ExtractionError(f"unreadable DOCX: {_reason(exc)}") from exc
-    return _single(path, "\n\n".join(block for block in blocks if block), title)
+    return _single(path, "\n\n".join(blocks), title)
+
+
+
+def _check_docx_size(data: bytes) -> None:
+    """Skip a DOCX whose body is too large to parse: checked on the zip entry before python-docx reads it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            info = archive.getinfo("word/document.xml")
+            if info.file_size > MAX_DOCX_XML_BYTES:
+                raise ExtractionError(f"DOCX body over {MAX_DOCX_XML_BYTES // 2**20} MB uncompressed")
+            body = archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError, RuntimeError,
+            NotImplementedError):
+        return  # python-docx gives the reason
+    paragraphs = sum(body.count(tag) for tag in (b"<w:p>", b"<w:p ", b"<w:p/>"))
+    if paragraphs > MAX_DOCX_PARAGRAPHS:
+        raise ExtractionError(f"DOCX with {paragraphs:,} paragraphs, more than {MAX_DOCX_PARAGRAPHS:,}")
 
 
 def _docx_table(table: Any) -> str:
@@ -607,12 +706,68 @@ def _is_number(text: str) -> bool:
     return True
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON or JSON Lines value may have; deeper ones are skipped."""
+MAX_METADATA_BYTES = 64 * 1024
+"""Largest metadata of one document, as JSON."""
+
+
+def _nesting(text: str) -> int:
+    """How deep arrays and objects nest in JSON ``text`` (brackets inside strings not counted)."""
+    depth = deepest = 0
+    for token in _JSON_BRACKETS.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_JSON_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _finite(number: str) -> float | None:
+    value = float(number)
+    return value if math.isfinite(value) else None
+
+
+def json_value(text: str) -> Any:
+    """Parse JSON ``text`` with NaN and infinities read as null (they are not JSON and no filter
+    can compare them). Raises ValueError (``json.JSONDecodeError`` when malformed) with a reason."""
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text, parse_constant=lambda _: None, parse_float=_finite)
+
+
+def check_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` made safe to store and filter on: non-finite numbers become null.
+
+    Raises ValueError when it cannot be stored as JSON (a lone surrogate included), nests
+    deeper than :data:`MAX_JSON_DEPTH` or is larger than :data:`MAX_METADATA_BYTES`.
+    """
+    try:
+        text = json.dumps(dict(metadata), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"metadata is not JSON: {_reason(exc)}") from None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("metadata holds a lone surrogate, which is not valid Unicode") from None
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata larger than {MAX_METADATA_BYTES} bytes")
+    value = json_value(text)
+    return value if isinstance(value, dict) else {}
+
+
 def _read_json(path: str, data: bytes) -> tuple[list[Document], list[str]]:
     text = decode_text(data)
     try:
-        value = json.loads(text)
+        value = json_value(text)
     except json.JSONDecodeError as exc:
         raise ExtractionError(f"malformed JSON: {exc.msg} at line {exc.lineno}") from exc
+    except ValueError as exc:
+        raise ExtractionError(f"unusable JSON: {exc}") from exc
     if isinstance(value, list) and any(_has_text(item) for item in value):
         return _records(path, [(index, f"item {index}", item) for index, item in enumerate(value)])
     title = value.get("title") if isinstance(value, dict) else None
@@ -650,9 +805,11 @@ def _read_jsonl(path: str, data: bytes) -> tuple[list[Document], list[str]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json_value(line)
         except json.JSONDecodeError as exc:
             record = _Malformed(f"malformed JSON ({exc.msg})")
+        except ValueError as exc:
+            record = _Malformed(f"unusable JSON ({exc})")
         records.append((index, f"line {index + 1}", record))
     return _records(path, records)
 
@@ -681,9 +838,13 @@ def _records(path: str, records: list[tuple[int, str, Any]]) -> tuple[list[Docum
         else:
             title = record.get("title")
             titled = isinstance(title, str)
-            metadata = {
-                key: value for key, value in record.items() if key != "text" and not (titled and key == "title")
-            }
+            try:
+                metadata = check_metadata({
+                    key: value for key, value in record.items() if key != "text" and not (titled and key == "title")
+                })
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
             documents.append(
                 Document(
                     path=path,
@@ -717,3 +878,6 @@ _READERS: dict[str, _Reader] = {
     ".jsonl": _read_jsonl,
     ".ndjson": _read_jsonl,
 }
+
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_READERS)
+"""Suffixes (lower case) that extraction reads by format; other files are sniffed."""

@@ -8,13 +8,13 @@ folded into their ISO 639-1 parent (``arz`` -> ``ar``, ``yue`` -> ``zh``).
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from xsearch.text import KANA, script_of
 from xsearch.types import Document
 
 if TYPE_CHECKING:
@@ -49,25 +49,6 @@ _SCRIPT_LANG = {
 }
 _ARABIC_SCRIPT_LANGS = ("ar", "fa", "ur")
 _DEVANAGARI_OTHERS = ("mr", "ne")
-
-# (first code point, last code point, script); letters elsewhere are "other".
-_SCRIPT_RANGES = (
-    (0x0041, 0x024F, "latin"), (0x0370, 0x03FF, "greek"), (0x1F00, 0x1FFF, "greek"),
-    (0x0400, 0x052F, "cyrillic"), (0x0530, 0x058F, "armenian"), (0x0590, 0x05FF, "hebrew"),
-    (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"), (0x08A0, 0x08FF, "arabic"),
-    (0xFB50, 0xFDFF, "arabic"), (0xFE70, 0xFEFF, "arabic"), (0x0900, 0x097F, "devanagari"),
-    (0x0980, 0x09FF, "bengali"), (0x0A00, 0x0A7F, "gurmukhi"), (0x0A80, 0x0AFF, "gujarati"),
-    (0x0B00, 0x0B7F, "oriya"), (0x0B80, 0x0BFF, "tamil"), (0x0C00, 0x0C7F, "telugu"),
-    (0x0C80, 0x0CFF, "kannada"), (0x0D00, 0x0D7F, "malayalam"), (0x0D80, 0x0DFF, "sinhala"),
-    (0x0E00, 0x0E7F, "thai"), (0x0E80, 0x0EFF, "lao"), (0x0F00, 0x0FFF, "tibetan"),
-    (0x1000, 0x109F, "myanmar"), (0x10A0, 0x10FF, "georgian"), (0x1100, 0x11FF, "hangul"),
-    (0x1200, 0x139F, "ethiopic"), (0x1780, 0x17FF, "khmer"), (0x1E00, 0x1EFF, "latin"),
-    (0x3040, 0x30FF, "kana"), (0x31F0, 0x31FF, "kana"), (0x3130, 0x318F, "hangul"),
-    (0x3400, 0x4DBF, "han"), (0x4E00, 0x9FFF, "han"), (0xA960, 0xA97F, "hangul"),
-    (0xAC00, 0xD7FF, "hangul"), (0xF900, 0xFAFF, "han"), (0xFF66, 0xFF9F, "kana"),
-    (0xFF21, 0xFF5A, "latin"), (0x20000, 0x3134F, "han"),
-)
-
 
 def detect_language(text: str) -> str:
     """The ISO 639-1 code of ``text``'s language, or ``"und"`` when it cannot be told."""
@@ -121,23 +102,14 @@ def _detect(text: str) -> str:
 
 
 def _script_counts(text: str) -> Counter[str]:
-    """Letters of ``text`` per script (only scripts that occur are present)."""
+    """Letters of ``text`` per script (only scripts that occur are present); hiragana and
+    katakana count together as ``"kana"``."""
     counts: Counter[str] = Counter()
     for char in text:
         if char.isalpha():
-            counts[_script(ord(char))] += 1
+            script = script_of(char)
+            counts["kana" if script in KANA else script] += 1
     return counts
-
-
-def _script(code_point: int) -> str:
-    index = bisect.bisect_right(_RANGE_STARTS, code_point) - 1
-    if index >= 0 and code_point <= _SORTED_RANGES[index][1]:
-        return _SORTED_RANGES[index][2]
-    return "other"
-
-
-_SORTED_RANGES = sorted(_SCRIPT_RANGES)
-_RANGE_STARTS = [first for first, _, _ in _SORTED_RANGES]
 
 
 def _ranked(text: str) -> dict[str, float]:

@@ -18,6 +18,7 @@ reads see one state.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import weakref
@@ -26,19 +27,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import sqlite_utils
 
-from ..errors import IndexCorruptError
+from ..errors import IndexCorruptError, IndexNotFoundError
 from ..types import Chunk, ChunkRow, ChunkTokens, Document, LanguageMeans
-from .lexical import ensure_lexical
-from .tokens import NotEnoughTokensError, TokenCodec
+from .lexical import FtsReader, ensure_lexical
+from .tokens import TokenCodec
 
 TOKEN_CODEC = "pq"
 """How token vectors are stored unless the index settings say otherwise (see store/tokens.py)."""
-TOKEN_DIMS_PER_CODE = 8
-"""Dimensions per one-byte PQ code: 384-d tokens take 48 bytes (fp16 when the split does not fit)."""
 
 DB_NAME = "xsearch.db"
 SCHEMA_VERSION = 1
@@ -98,6 +98,17 @@ CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS tombstones_gen ON tombstones(gen);
 """
+_LINKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS translations (
+    chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    other_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    score REAL NOT NULL,
+    PRIMARY KEY (chunk_id, other_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS translations_other ON translations(other_id);
+"""
+"""Translation links between chunks (both directions stored): made by the writer after each run,
+so an index from before them gets its links on its next write."""
 
 
 @dataclass(frozen=True)
@@ -132,17 +143,96 @@ class NewDocument:
     tokens: Sequence[ChunkTokens] | None = None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to ``path``; ``readonly`` opens it so that nothing can change the file
+    (``immutable`` when neither the file nor its folder may be written: no ``-shm`` is needed)."""
+    if readonly:
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        if not _writable(path):
+            uri += "&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` and the files SQLite keeps beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+TEMP_PREFIX = DB_NAME + ".new-"
+"""Name prefix of a database being created; renamed to :data:`DB_NAME` once complete."""
+_OUR_TABLES = {"settings", "files", "documents", "chunks", "vectors", "lang_stats", "token_vectors",
+               "token_lang_stats", "blobs", "tombstones", "translations", "sqlite_sequence"}
+
+
+def probe(directory: Path) -> str:
+    """What ``directory``'s database is, read without changing it: ``"index"`` (ours),
+    ``"unfinished"`` (left half-made by an interrupted creation: no tables, or our tables
+    without settings and without files), ``"foreign"`` (another program's SQLite file) or
+    ``"missing"``. Raises :class:`IndexCorruptError` if the file is no SQLite database."""
+    path = directory / DB_NAME
+    if not path.is_file():
+        return "missing"
+    try:
+        conn = _connect(path, readonly=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                return "unfinished"
+            if not {name for name in tables if not name.startswith("chunks_fts")} <= _OUR_TABLES:
+                return "foreign"
+            if "settings" in tables and conn.execute(
+                    "SELECT 1 FROM settings WHERE key = 'schema_version'").fetchone() is not None:
+                return "index"
+            if "files" not in tables or conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None:
+                return "unfinished"
+            return "foreign"
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
+
+
+def discard_unfinished(directory: Path) -> None:
+    """Delete what an interrupted creation left in ``directory`` (call only when :func:`probe`
+    says ``"unfinished"`` or ``"missing"``): the half-made database and temporary files."""
+    for leftover in [*directory.glob(TEMP_PREFIX + "*"), *(directory / (DB_NAME + s) for s in ("", "-wal", "-shm"))]:
+        leftover.unlink(missing_ok=True)
+
+
+def _create(directory: Path, settings: Mapping[str, Any]) -> None:
+    """Write a complete new database (schema, FTS tables, ``settings``) under a temporary name
+    and rename it into place, so :data:`DB_NAME` never exists half-made."""
+    temp = directory / f"{TEMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
+    temp.unlink(missing_ok=True)
+    conn = sqlite3.connect(temp, isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA)
+        ensure_lexical(conn)
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                         [(k, json.dumps(v)) for k, v in
+                          {**settings, "schema_version": SCHEMA_VERSION, "generation": 0}.items()])
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+    os.replace(temp, directory / DB_NAME)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Reader:
     """One thread's read connection; closed when the thread ends or the store closes."""
 
-    def __init__(self, path: Path) -> None:
-        conn = _connect(path)
+    def __init__(self, path: Path, readonly: bool) -> None:
+        conn = _connect(path, readonly=readonly)
         self.db = sqlite_utils.Database(conn)
         self.depth = 0
         """Nesting of :meth:`Store.snapshot` on this connection."""
@@ -150,33 +240,50 @@ class _Reader:
 
 
 class Store:
-    """One index's SQLite database, opened through sqlite-utils; safe to share between threads."""
+    """One index's SQLite database, opened through sqlite-utils; safe to share between threads.
 
-    def __init__(self, directory: Path, *, create: bool = False) -> None:
+    ``create`` makes a new database (see :func:`_create`) holding ``settings``. An existing one
+    is first read without changing it and only written to once it is known to be an index;
+    ``readonly`` (by default: when the file or folder may not be written) opens it for reading
+    only (the facade then refuses writes with :class:`~xsearch.errors.IndexReadOnlyError`).
+    """
+
+    def __init__(self, directory: Path, *, create: bool = False, settings: Mapping[str, Any] | None = None,
+                 readonly: bool | None = None) -> None:
         path = directory / DB_NAME
         self.path = path
         self._codec: TokenCodec | None = None
+        self._offered_codec: TokenCodec | None = None
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         self._closed = False
-        if not create and not path.is_file():
+        if create:
+            _create(directory, settings or {})
+        if not path.is_file():
             raise IndexCorruptError(f"{directory} has no {DB_NAME}")
+        kind = probe(directory)
+        if kind == "foreign":
+            raise IndexNotFoundError(f"{path} is not an xsearch index (another program's SQLite database)")
+        if kind == "unfinished":
+            raise IndexNotFoundError(f"{path} was left unfinished by an interrupted `xsearch index`; "
+                                     "run `xsearch index` again to build it")
+        self.readonly = not _writable(path) if readonly is None else readonly
+        """Whether this store was opened for reading only."""
         try:
-            conn = _connect(path)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = _connect(path, readonly=self.readonly)
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             self._writer = sqlite_utils.Database(conn)
             with self._writing():
-                if create or (self._has_table("chunks") and not self._has_table("token_vectors")):
-                    conn.executescript(_SCHEMA)
-                if create or self._has_table("chunks"):
+                if not self.readonly:
+                    if self._has_table("chunks") and not self._has_table("token_vectors"):
+                        conn.executescript(_SCHEMA)
                     ensure_lexical(conn)
                 version = self.get_setting("schema_version")
-                if create and version is None:
-                    self.set_settings({"schema_version": SCHEMA_VERSION, "generation": 0})
-                elif version != SCHEMA_VERSION:
+                if version != SCHEMA_VERSION:
                     raise IndexCorruptError(f"{path}: unsupported schema version {version!r}")
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
@@ -191,7 +298,7 @@ class Store:
             with self._readers_lock:
                 if self._closed:
                     raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-                reader = self._local.reader = _Reader(self.path)
+                reader = self._local.reader = _Reader(self.path, self.readonly)
                 self._readers.add(reader)
         return reader.db
 
@@ -362,6 +469,10 @@ class Store:
         """Per-language sums and counts of the stored token vectors (as stored, i.e. decoded)."""
         return LanguageMeans(*self._lang_sums("token_lang_stats"))
 
+    def fts(self) -> FtsReader:
+        """The keyword index, read through the calling thread's connection."""
+        return FtsReader(self.db.conn)
+
     # token vectors --------------------------------------------------------
     def token_codec(self) -> TokenCodec | None:
         """The codec the token vectors are stored with, or None before any were stored."""
@@ -371,23 +482,28 @@ class Store:
                 self._codec = TokenCodec.from_bytes(row[0])
         return self._codec
 
+    def set_token_codec(self, codec: TokenCodec) -> None:
+        """Offer the codec the model was built with (``Encoder.token_codec()``) for an index that
+        has stored no token vectors yet: its first write then stores them with it instead of
+        training one. Taken only when it is of the kind the index's ``token_codec`` setting asks
+        for and fits the vectors' dimension; ignored once the index has a codec."""
+        self._offered_codec = codec
+
     def _codec_for(self, added: Sequence[tuple[FileState, Sequence[NewDocument]]]) -> TokenCodec | None:
-        """The index's codec, trained on the first token vectors ever stored."""
+        """The index's codec: the one offered (:meth:`set_token_codec`) or, failing that, one
+        trained on the first token vectors ever stored."""
         codec = self.token_codec()
         if codec is not None:
             return codec
         sample = [t.vectors for _, docs in added for new in docs for t in (new.tokens or ())]
         if not sample:
             return None
-        vectors = np.concatenate(sample).astype(np.float32)
         kind = self.get_setting("token_codec", TOKEN_CODEC)
-        dim = vectors.shape[1]
-        try:
-            if dim % TOKEN_DIMS_PER_CODE:
-                raise NotEnoughTokensError(f"no PQ split for {dim}-d token vectors")
-            codec = TokenCodec.train(vectors, kind, m=dim // TOKEN_DIMS_PER_CODE)
-        except NotEnoughTokensError:
-            codec = TokenCodec.train(vectors, "fp16")
+        offered = self._offered_codec
+        if offered is not None and offered.kind == kind and offered.dim == sample[0].shape[1]:
+            codec = offered
+        else:
+            codec = TokenCodec.for_vectors(np.concatenate(sample).astype(np.float32), kind)
         self.db.conn.execute("INSERT INTO blobs (key, value) VALUES ('token_codec', ?)", (codec.to_bytes(),))
         self._codec = codec
         return codec
@@ -395,10 +511,7 @@ class Store:
     def token_rows(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, int, bytes]]:
         """Stored token data by chunk id: ``(offsets (n, 2), n, codes)``."""
         out: dict[int, tuple[np.ndarray, int, bytes]] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts([int(i) for i in ids]):
             for cid, n, offsets, codes in self.db.execute(
                     f"SELECT chunk_id, n, offsets, codes FROM token_vectors WHERE chunk_id IN ({marks})", part):
                 out[cid] = (np.frombuffer(offsets, dtype=np.int32).reshape(-1, 2), n, codes)
@@ -436,6 +549,49 @@ class Store:
                      codec.encode(tokens.vectors)),
                 )
 
+    # translation links ----------------------------------------------------
+    def links_of(self, ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+        """The translations linked to each of ``ids``: ``(chunk id, cosine)``, closest first."""
+        out: dict[int, list[tuple[int, float]]] = {}
+        if not len(ids) or not self._has_table("translations"):
+            return out
+        for part, marks in _parts([int(i) for i in ids]):
+            for cid, other, score in self.db.execute(
+                    f"SELECT chunk_id, other_id, score FROM translations WHERE chunk_id IN ({marks})", part):
+                out.setdefault(cid, []).append((other, score))
+        for found in out.values():
+            found.sort(key=lambda pair: -pair[1])
+        return out
+
+    def link_count(self) -> int:
+        """Translation links between two chunks (each counted once)."""
+        if not self._has_table("translations"):
+            return 0
+        return self.db.execute("SELECT count(*) FROM translations").fetchone()[0] // 2
+
+    def replace_links(self, cleared: Sequence[int], links: Sequence[tuple[int, int, float]], *, upto_gen: int) -> None:
+        """In one transaction: drop every link of the ``cleared`` chunks, store ``links``
+        (``(chunk id, chunk id, cosine)``, kept in both directions) and record that links are
+        current up to generation ``upto_gen``. Links to chunks removed meanwhile are skipped."""
+        with self._writing() as conn:
+            if not self._has_table("translations"):
+                conn.executescript(_LINKS_SCHEMA)
+            rows = [(int(a), int(b), float(s)) for a, b, s in links] + [(int(b), int(a), float(s)) for a, b, s in links]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for part, marks in _parts([int(i) for i in cleared]):
+                    conn.execute(f"DELETE FROM translations WHERE chunk_id IN ({marks}) OR other_id IN ({marks})",
+                                 part + part)
+                conn.executemany("INSERT OR REPLACE INTO translations (chunk_id, other_id, score) SELECT ?1, ?2, ?3 "
+                                 "WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1) "
+                                 "AND EXISTS (SELECT 1 FROM chunks WHERE id = ?2)", rows)
+                conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('links_gen', ?)",
+                             (json.dumps(int(upto_gen)),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
     def prune_tombstones(self, upto_gen: int) -> None:
         """Forget tombstones that every saved vector index has already applied."""
         with self._writing() as conn, conn:
@@ -454,11 +610,7 @@ class Store:
 
     def vectors_of(self, ids: Sequence[int]) -> StoredVectors:
         """The stored vectors of the given chunk ids (missing ids are left out)."""
-        ids = [int(i) for i in ids]
-        parts = []
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            parts.append(self._vectors_where(f"c.id IN ({','.join('?' * len(part))})", part))
+        parts = [self._vectors_where(f"c.id IN ({marks})", part) for part, marks in _parts([int(i) for i in ids])]
         if not parts:
             return self._vectors_where("0", [])
         return StoredVectors(np.concatenate([p.ids for p in parts]), [l for p in parts for l in p.langs],
@@ -484,10 +636,7 @@ class Store:
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """Chunks with their documents, by id."""
         out: dict[int, ChunkRow] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts([int(i) for i in ids]):
             rows = self.db.execute(
                 'SELECT c.id, c.text, c.start, c."end", c.lang, c.ord, d.id, d.path, d.record, d.title, d.metadata '
                 f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
@@ -513,10 +662,7 @@ class Store:
     def chunk_langs(self, ids: Sequence[int]) -> dict[int, str]:
         """Language of each chunk id."""
         out: dict[int, str] = {}
-        ids = [int(i) for i in ids]
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts([int(i) for i in ids]):
             out.update(self.db.execute(f"SELECT id, lang FROM chunks WHERE id IN ({marks})", part).fetchall())
         return out
 
@@ -548,6 +694,8 @@ class Store:
             if head and tail.isdigit() and int(tail) > 0:
                 candidates.append((head, int(tail)))
             for path, record in candidates:
+                if is_text_source(path):  # "text:cat" is no file path, and not the id of text "cat"
+                    continue
                 row = self.db.execute("SELECT id FROM documents WHERE path = ? AND record = ?", [path, record]).fetchone()
                 if row is not None:
                     rows.append(row[0])

@@ -13,6 +13,9 @@ def run(index_path: Path, *, backend: str | None = None) -> None:
 
     ``backend`` says how the encoder runs (see :data:`xsearch.config.BACKENDS`).
     """
+    from ..runtime import configure_process
+
+    configure_process()  # before the app's imports load numpy
     from .app import XsearchApp
 
     XsearchApp(index_path, backend=backend).run()

@@ -259,8 +259,8 @@ class XsearchApp(App[None]):
         self.push_screen(HelpScreen(sections))
 
     def action_filters(self) -> None:
-        """Edit languages, path glob, mode, rerank and k."""
-        languages = self.index.store.languages() if self.index is not None else {}
+        """Edit languages, path glob, mode, rerank, feedback, grouping and k."""
+        languages = self.index.languages() if self.index is not None else {}
         self.push_screen(FiltersScreen(self.options, languages), self._set_options)
 
     def action_cycle_mode(self) -> None:

@@ -1,4 +1,4 @@
-"""Languages, path glob, mode, rerank and k, edited together and applied at once."""
+"""Languages, path glob, mode, rerank, feedback, grouping and k, edited together and applied at once."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from textual.widgets import (
 )
 from textual.widgets.selection_list import Selection
 
-from ..options import MAX_K, MODES, SearchOptions
+from ...config import MAX_K
+from ..options import MODE_ORDER, SearchOptions
 
 
 class FiltersScreen(ModalScreen[SearchOptions | None]):
@@ -48,11 +49,17 @@ class FiltersScreen(ModalScreen[SearchOptions | None]):
                 with Vertical(id="filters-side"):
                     yield Label("Mode")
                     with RadioSet(id="mode"):
-                        for mode in MODES:
+                        for mode in MODE_ORDER:
                             yield RadioButton(mode, value=mode == self.options.mode, name=mode)
                     with Horizontal(classes="row"):
                         yield Label("Rerank ")
                         yield Switch(self.options.rerank, id="rerank")
+                    with Horizontal(classes="row"):
+                        yield Label("Feedback ")
+                        yield Switch(self.options.feedback, id="feedback")
+                    with Horizontal(classes="row"):
+                        yield Label("Group translations ")
+                        yield Switch(self.options.group_translations, id="group-translations")
                     yield Label(f"Results (k, 1–{MAX_K})")
                     yield Input(str(self.options.k), type="integer", id="k")
             yield Label("Path glob [dim](e.g. */notes/*.md)[/]")
@@ -72,6 +79,8 @@ class FiltersScreen(ModalScreen[SearchOptions | None]):
             k=k,
             mode=pressed.name if pressed is not None and pressed.name else self.options.mode,
             rerank=self.query_one("#rerank", Switch).value,
+            feedback=self.query_one("#feedback", Switch).value,
+            group_translations=self.query_one("#group-translations", Switch).value,
             langs=tuple(self.query_one("#langs", SelectionList).selected),
             path=self.query_one("#path", Input).value.strip(),
         )

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ...present import display_path, highlighted
+from ...present import also_in, display_path, highlighted
 from ...types import ChunkRow
 from ...types import Hit
 
@@ -36,7 +36,7 @@ def passage_in_context(hit: Hit, context: Sequence[ChunkRow]) -> Text:
 
 
 class Preview(VerticalScroll):
-    """Header (path, language, position) above the passage in context."""
+    """Header (path, language, position, language versions) above the passage in context."""
 
     can_focus = True
 
@@ -53,7 +53,10 @@ class Preview(VerticalScroll):
             head += f"\n{escape(hit.title)}"
         head += (f"\n[dim]language[/] {hit.lang or 'und'}  [dim]·[/]  {position}, characters {hit.start:,}–{hit.end:,}"
                  f"  [dim]·[/]  score {hit.score:.3f}")
-        self.query_one("#preview-head", Static).update(head)
+        text = Text.from_markup(head)
+        if hit.translations:
+            text.append("\n").append_text(also_in(hit.translations, scores=True))
+        self.query_one("#preview-head", Static).update(text)
         self.query_one("#preview-body", Static).update(passage_in_context(hit, context))
         self.scroll_home(animate=False)
 

@@ -1,4 +1,4 @@
-"""The ranked list of hits: rank, score, language badge, file, and a highlighted snippet."""
+"""The ranked list of hits: rank, score, language badges, file, and a highlighted snippet."""
 
 from __future__ import annotations
 
@@ -12,15 +12,31 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...present import display_path, snippet
-from ...types import Hit
+from ...types import Hit, Translation
 
 BADGE_COLOURS = ("magenta", "cyan", "green", "yellow", "blue", "red", "bright_magenta", "bright_cyan")
+NAME_ROOM = 20
+"""Cells of a header line kept for the file name before translation badges give way to ``+N``."""
 
 
-def badge_style(lang: str) -> str:
+def badge_style(lang: str, *, bold: bool = True) -> str:
     """A stable colour per language, so each language reads the same everywhere."""
     colour = BADGE_COLOURS[sum(map(ord, lang)) % len(BADGE_COLOURS)]
-    return f"bold black on {colour}"
+    return f"{'bold ' if bold else ''}black on {colour}"
+
+
+def translation_badges(translations: Sequence[Translation], room: int) -> Text:
+    """A space, then a badge per language version, best first, in at most ``room`` cells:
+    those that do not fit are counted in a closing ``+N``."""
+    out = Text(" ")
+    for n, version in enumerate(translations):
+        lang = version.lang or "und"
+        rest = len(translations) - n
+        if out.cell_len + len(lang) + 2 + (0 if rest == 1 else len(f" +{rest - 1}")) > room:
+            out.append(f" +{rest}", style="dim")
+            break
+        out.append(f" {lang} ", style=badge_style(lang, bold=False))
+    return out
 
 
 def hit_prompt(rank: int, hit: Hit, width: int = 160) -> Text:
@@ -31,6 +47,8 @@ def hit_prompt(rank: int, hit: Hit, width: int = 160) -> Text:
     out.append(f"{rank:>2} ", style="bold")
     out.append(f"{hit.score:6.3f} ", style="cyan")
     out.append(f" {lang} ", style=badge_style(lang))
+    if hit.translations:
+        out.append_text(translation_badges(hit.translations, width - out.cell_len - NAME_ROOM))
     out.append(f" {path.name}" + (f"#{hit.record}" if hit.record else ""), style="bold")
     if str(path.parent) not in ("", "."):
         out.append(f"  {path.parent}", style="dim")
@@ -61,7 +79,8 @@ class ResultList(OptionList):
         self._render_hits(0 if self.hits else None)
 
     def _render_hits(self, highlighted: int | None) -> None:
-        width = max(self.scrollable_content_region.width - 1, 20)
+        # the scrollbar that a long list brings along appears without a resize: leave room for it up front
+        width = max(self.content_region.width - self.styles.scrollbar_size_vertical - 1, 20)
         self.clear_options()
         self.add_options(Option(hit_prompt(rank, hit, width), id=str(rank - 1)) for rank, hit in enumerate(self.hits, 1))
         if highlighted is not None:

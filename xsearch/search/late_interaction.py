@@ -1,14 +1,14 @@
 """Late-interaction reranking: MaxSim over token vectors, score fusion and highlights.
 
-Pure numpy functions with documented shapes; nothing here touches the store or the model.
-The query engine fetches the token vectors of the first-stage candidates and takes their
-cosines to the query's tokens in one product (:func:`similarities`), both corrected by the
+The stage (:func:`rerank`) reads the token vectors of the first stage's candidates from the
+index's token store and takes their cosines to the query's tokens in one product (:func:`similarities`), both corrected by the
 per-language mean token vector (``centres`` / ``groups`` for the documents, :func:`centre`
 for the query: the same correction the sentence vectors get). From that matrix it scores
 (:func:`maxsim_of`; :func:`maxsim_packed` and :func:`maxsim` in one call), mixes the scores
-with the first-stage score through :func:`fuse`, and marks the matching words of the best
-(:func:`matched_spans`; :func:`highlight_spans` from vectors). :func:`content_mask` picks the
-tokens worth storing and matching.
+with the first-stage score through :func:`~xsearch.search.fusion.fuse`, and marks the matching
+words of the best (:func:`matched_spans`; :func:`highlight_spans` from vectors). The maths are
+pure numpy functions with documented shapes; :func:`xsearch.embed.tokens.content_mask` picks
+the tokens worth storing and matching.
 
 On bible-nt-7 (benchmarks/bench_rerank.py) MaxSim on centred content tokens of the top 100
 raised mAP@20 from 0.165 to 0.254 at fusion weight 0.75; on raw token vectors only to 0.212.
@@ -22,19 +22,33 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..embed.centering import SHRINK
+from ..embed.tokens import content_mask
+from ..runtime import blas
+from .base import Ranked, SearchContext
+from .fusion import fuse
+from .highlights import merge_spans
+
+RERANK_WEIGHT = 0.75
+"""Weight of the MaxSim score in the z-score fusion with the first-stage score (chosen on
+bible-nt-7 and Tatoeba: mAP@20 0.165 -> 0.254 on bible-nt-7; benchmarks/bench_rerank.py)."""
+HIGHLIGHT_THRESHOLD = 0.5
+"""Minimum cosine between (centred) query and passage tokens for a highlight."""
+RERANK_BLAS_THREADS = 2
+"""BLAS threads for the MaxSim product: two halve it (3 ms of 6 for 100 candidates); more only
+fight over matrices this small."""
+
 __all__ = [
     "alignment",
     "centre",
-    "fuse",
     "highlight_spans",
     "matched_spans",
     "maxsim",
     "maxsim_of",
     "maxsim_packed",
-    "merge_spans",
     "normalise",
+    "rerank",
     "similarities",
-    "zscore",
 ]
 
 _EPS = 1e-12
@@ -203,32 +217,67 @@ def matched_spans(sims: np.ndarray, doc_offsets: np.ndarray, *, threshold: float
     return merge_spans(offsets[candidates[np.unique(best[sim >= threshold])]].tolist())
 
 
-def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted, disjoint spans covering the same characters as ``spans``."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted((int(a), int(b)) for a, b in spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
+def rerank(ctx: SearchContext, ranked: list[Ranked]) -> list[Ranked]:
+    """Stage: re-rank each query's first-stage candidates by MaxSim over token vectors.
 
-
-def zscore(scores: np.ndarray) -> np.ndarray:
-    """``(n,)`` scores -> ``(n,)`` standard scores over the list (zeros when all are equal)."""
-    x = np.asarray(scores, dtype=np.float64)
-    if x.size == 0:
-        return x.astype(np.float32)
-    std = x.std()
-    return ((x - x.mean()) / std if std > _EPS else np.zeros_like(x)).astype(np.float32)
-
-
-def fuse(first_stage: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 - weight) * z(first_stage) + weight * z(rerank)`` over one query's candidates.
-
-    ``weight`` 0 keeps the first-stage order, 1 ranks by the rerank score alone. Both
-    inputs are ``(n,)``; the result is ``(n,)`` float32 (higher is better).
+    Token vectors of candidates come from the index's token store; with ``centered`` scoring
+    both sides are centred on their language's mean token vector first. The MaxSim score is
+    z-score fused with the first-stage score (:data:`RERANK_WEIGHT` on MaxSim). Returns, per
+    query, the top ``ctx.k`` with the spans of their matching tokens. Without token vectors
+    (or when not asked for) the ranking passes through.
     """
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
-    return ((1.0 - weight) * zscore(first_stage) + weight * zscore(rerank)).astype(np.float32)
+    if not ctx.reranking:
+        return ranked
+    _, query_tokens = ctx.encoded()
+    store = ctx.store
+    codec = store.token_codec()
+    means = store.token_language_means() if ctx.scoring == "centered" else None
+    rows = store.token_rows(np.unique(np.concatenate([r.ids for r in ranked])) if ranked else [])
+    chunk_langs = store.chunk_langs(list(rows))
+    out = []
+    for found, tokens, lang in zip(ranked, query_tokens, ctx.langs):
+        ids, scores = found.ids, found.scores
+        keep = content_mask(tokens.text, tokens.offsets, tokens.special)
+        if not keep.any():
+            keep = ~tokens.special
+        query = centre(tokens.vectors[keep], means.mean(lang, shrink=SHRINK) if means else None)
+        present = [i for i, cid in enumerate(ids) if int(cid) in rows]
+        if not present or not len(query):
+            out.append(found.top(ctx.k))
+            continue
+        cids = [int(ids[i]) for i in present]
+        counts = [rows[c][1] for c in cids]
+        doc_tokens = codec.decode_concat([rows[c][2] for c in cids], counts)
+        centres = groups = None
+        if means is not None:
+            doc_langs = [chunk_langs.get(c, "") for c in cids]
+            lang_list = sorted(set(doc_langs))
+            centres = np.stack([means.mean(lang, shrink=SHRINK) for lang in lang_list]).astype(np.float32)
+            groups = np.array([lang_list.index(lang) for lang in doc_langs], dtype=np.int64)
+        with blas().limit(limits=RERANK_BLAS_THREADS, user_api="blas"):
+            sims = similarities(query, doc_tokens, counts, centres=centres, groups=groups)
+        maxsims = maxsim_of(sims, counts)
+        fused = fuse(scores[present], maxsims, RERANK_WEIGHT)
+        order = np.argsort(-fused, kind="stable")[: ctx.k]
+        starts = np.concatenate(([0], np.cumsum(counts)))
+        spans = {cids[j]: matched_spans(sims[:, starts[j] : starts[j + 1]], rows[cids[j]][0],
+                                        threshold=HIGHLIGHT_THRESHOLD) for j in order}
+        reranked = found.take(np.asarray(present)[order], fused[order], maxsim=maxsims[order])
+        aligned = {}
+        if ctx.explain:
+            words = [tokens.text[a:b] for a, b in tokens.offsets[keep].tolist()]
+            aligned = {cids[j]: _aligned(words, sims[:, starts[j] : starts[j + 1]], rows[cids[j]][0]) for j in order}
+        out.append(Ranked(reranked.ids, reranked.scores, spans=spans, aligned=aligned, details=reranked.details))
+    return out
+
+
+def _aligned(words: Sequence[str], sims: np.ndarray, offsets: np.ndarray) -> list[tuple[str, tuple[int, int], float]]:
+    """Each query token's best passage token, as ``(query token, passage span, cosine)``, for
+    the matches of at least :data:`HIGHLIGHT_THRESHOLD`, best first."""
+    if not sims.size:
+        return []
+    best, sim = _best(sims)
+    spans = np.asarray(offsets).reshape(-1, 2)
+    found = [(word, (int(spans[b][0]), int(spans[b][1])), float(s))
+             for word, b, s in zip(words, best.tolist(), sim.tolist()) if s >= HIGHLIGHT_THRESHOLD]
+    return sorted(found, key=lambda item: -item[2])

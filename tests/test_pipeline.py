@@ -1,0 +1,226 @@
+"""The indexing run's threads, with the real model: reading ahead of the encoder and committing
+behind it store what a run in one thread stores; cancelling, failing stages and progress."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xsearch import Index, pipeline
+from xsearch.pipeline import IndexProgress, consumed_behind, prefetched
+
+MODES = {"serial": (0, 0), "ahead": (3, 0), "pipelined": (3, 1)}
+"""Groups read ahead and committed behind the encoder (``prefetch``, ``behind``)."""
+
+
+def _run(index: Index, encoder, folder: Path, mode: str, **kwargs) -> pipeline.IndexReport:
+    prefetch, behind = MODES[mode]
+    target = pipeline.Target(index.store, index.config, lambda: encoder)
+    return pipeline.index_paths(target, [folder], prefetch=prefetch, behind=behind, **kwargs)
+
+
+def _stored(index: Index) -> tuple[list[tuple], np.ndarray, list[tuple], list[np.ndarray]]:
+    """Chunk rows (ids, documents, texts, spans, languages), their vectors, and token rows with
+    their decoded token vectors, in chunk id order."""
+    rows = list(index.store.db.execute(
+        'SELECT c.id, d.path, d.record, d.lang, c.ord, c.text, c.start, c."end", c.lang, c.n_tokens '
+        "FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id"))
+    vectors = index.store.all_vectors()
+    assert vectors.ids.tolist() == [r[0] for r in rows]
+    tokens = list(index.store.db.execute("SELECT chunk_id, n, offsets FROM token_vectors ORDER BY chunk_id"))
+    codec = index.store.token_codec()
+    decoded = [codec.decode(codes, n) for n, codes in
+               index.store.db.execute("SELECT n, codes FROM token_vectors ORDER BY chunk_id")]
+    return rows, vectors.vectors, tokens, decoded
+
+
+def _threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name in ("xsearch-prefetch", "xsearch-commit")}
+
+
+def test_threads_store_what_one_thread_stores(sample_copy: Path, tmp_path: Path, encoder,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading ahead and committing behind change nothing: the same chunks, ids, spans, vectors
+    and token vectors as one step after the other in one thread."""
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 5)  # several groups, so every thread has work queued
+    (sample_copy / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
+    results = {}
+    for mode in MODES:
+        with Index.create(tmp_path / mode, encoder=encoder) as index:
+            report = _run(index, encoder, sample_copy, mode)
+            results[mode] = (report, _stored(index))
+    serial, (rows, vectors, tokens, decoded) = results["serial"]
+    assert serial.files_added >= 36 and [Path(s.path).name for s in serial.skipped] == ["broken.pdf"]
+    assert len(rows) == serial.chunks_added and len(tokens) == len(rows)
+    for mode in ("ahead", "pipelined"):
+        report, (other_rows, other_vectors, other_tokens, other_decoded) = results[mode]
+        assert (report.files_added, report.chunks_added, report.skipped) == \
+            (serial.files_added, serial.chunks_added, serial.skipped)
+        assert other_rows == rows and other_tokens == tokens
+        assert np.allclose(other_vectors, vectors, atol=1e-3)
+        assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(other_decoded, decoded, strict=True))
+    assert not _threads()
+
+
+def test_progress_reports_phases_in_order(sample_copy: Path, tmp_path: Path, encoder,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 10)
+    with Index.create(tmp_path / "idx", encoder=encoder):
+        pass
+    seen: list[IndexProgress] = []
+    with Index.open(tmp_path / "idx") as index:  # the encoder loads in the run
+        report = index.add_paths([sample_copy], progress=seen.append)
+        assert index._encoder is not None
+    phases = [p.phase for p in seen]
+    assert phases[:3] == ["scan", "load", "embed"] and phases[-1] == "done"
+    assert set(phases[3:-1]) == {"embed"} and len(phases) >= 3 + 4  # one report per committed group
+    embedding = seen[2:]
+    assert all(p.files_total == report.files_added for p in embedding)
+    done = [p.files_done for p in embedding]
+    chunks = [p.chunks_done for p in embedding]
+    assert done == sorted(done) and chunks == sorted(chunks)
+    assert (done[-1], chunks[-1]) == (report.files_added, report.chunks_added)
+    assert set(report.stages) == {*pipeline.STAGES, "vector index", "links"}
+    assert all(seconds >= 0 for seconds in report.stages.values()) and report.stages["embed"] > 0
+
+    seen.clear()
+    with Index.open(tmp_path / "idx") as index:  # nothing new: no model to load
+        index.add_paths([sample_copy], progress=seen.append)
+    assert [p.phase for p in seen] == ["scan", "embed", "done"]
+
+
+def test_cancel_keeps_the_groups_committed(sample_copy: Path, tmp_path: Path, encoder,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 3)
+    cancel = threading.Event()
+
+    def cancel_after_first_group(progress: IndexProgress) -> None:
+        if progress.phase == "embed" and progress.files_done:
+            cancel.set()
+
+    with Index.create(tmp_path / "idx", encoder=encoder) as index:
+        report = _run(index, encoder, sample_copy, "pipelined", progress=cancel_after_first_group, cancel=cancel)
+        assert report.cancelled and 0 < report.files_added < 30  # stopped within a few groups of 3
+        index.store.check()
+        info = index.info()
+        assert (info.files, info.chunks) == (report.files_added, report.chunks_added)
+        rest = index.add_paths([sample_copy])
+        assert rest.files_unchanged == report.files_added and not rest.cancelled
+        full = index.info()
+    with Index.create(tmp_path / "fresh", encoder=encoder) as fresh:
+        fresh.add_paths([sample_copy])
+        assert (fresh.info().files, fresh.info().chunks) == (full.files, full.chunks)
+    assert not _threads()
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["read", "embed", "write", "progress"])
+def test_a_failing_stage_raises_and_keeps_earlier_groups(stage: str, sample_copy: Path, tmp_path: Path, encoder,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever thread runs the stage, its exception reaches the caller; the groups committed
+    before it stay, and no thread is left running."""
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 4)
+    calls = {"n": 0}
+
+    def third_time(function):
+        def failing(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise Boom(stage)
+            return function(*args, **kwargs)
+        return failing
+
+    def progress(report: IndexProgress) -> None:  # fails at the second commit's report, in the committing thread
+        if stage == "progress" and report.files_done >= 8:
+            raise Boom(stage)
+
+    if stage == "read":
+        monkeypatch.setattr(pipeline, "extract", third_time(pipeline.extract))
+    elif stage == "embed":
+        monkeypatch.setattr(pipeline, "_embed", third_time(pipeline._embed))
+    elif stage == "write":
+        monkeypatch.setattr(pipeline._Commits, "_new_documents", third_time(pipeline._Commits._new_documents))
+    with Index.create(tmp_path / "idx", encoder=encoder) as index:
+        with pytest.raises(Boom, match=stage):
+            _run(index, encoder, sample_copy, "pipelined", progress=progress)
+        assert not _threads()
+        index.store.check()
+        committed = index.info().files
+        assert committed < 39 and (committed > 0 or stage == "read")
+        monkeypatch.undo()
+        report = index.add_paths([sample_copy])
+        assert report.files_unchanged == committed and index.info().files == committed + report.files_added
+
+
+def test_prefetched_keeps_order_raises_and_stops() -> None:
+    stop = threading.Event()
+    assert list(prefetched(iter(range(100)), 2, stop)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad file")
+
+    got = []
+    with pytest.raises(ValueError, match="bad file"):
+        for item in prefetched(failing(), 2, stop):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():
+        for n in range(10**9):
+            produced.append(n)
+            yield n
+
+    for item in prefetched(endless(), 2, stop):
+        if item == 5:
+            stop.set()
+    assert len(produced) < 20  # the producer stopped within a few items of the stop
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_consumed_behind_keeps_order_and_raises(depth: int) -> None:
+    got: list[int] = []
+    with consumed_behind(got.append, depth) as hand:
+        for n in range(50):
+            hand(n)
+    assert got == list(range(50))
+
+    def fails_at_three(n: int) -> None:
+        if n == 3:
+            raise ValueError("bad group")
+        got.append(n)
+
+    got.clear()
+    with pytest.raises(ValueError, match="bad group"):
+        with consumed_behind(fails_at_three, depth) as hand:
+            for n in range(50):
+                hand(n)
+    assert got == [0, 1, 2]  # nothing after the failure
+
+    if not depth:
+        return
+    started, release = threading.Event(), threading.Event()
+
+    def slow(n: int) -> None:
+        started.set()
+        release.wait(timeout=10)
+        got.append(n)
+
+    got.clear()
+    with pytest.raises(KeyboardInterrupt):
+        with consumed_behind(slow, depth) as hand:
+            hand(0)
+            hand(1)
+            started.wait(timeout=10)
+            threading.Timer(0.2, release.set).start()
+            raise KeyboardInterrupt
+    assert got == [0]  # the item in progress was finished, the one waiting dropped
+    assert not _threads()

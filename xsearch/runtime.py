@@ -1,0 +1,84 @@
+"""How xsearch meets the machine it runs on: process defaults and third-party runtimes.
+
+- :func:`configure_process`: environment defaults for the whole process, set by the entry
+  points (the CLI, the terminal UI, the HTTP service), never on import.
+- :func:`faiss`: FAISS, imported once with xsearch's thread policy; every FAISS user goes
+  through it.
+- :func:`blas`: the process's BLAS libraries, found once, for limiting their threads.
+- :func:`sha256_file`: a file's content hash, read in pieces.
+
+Nothing heavy is imported until one of these functions is called.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from threadpoolctl import ThreadpoolController
+
+BLAS_THREAD_TIMEOUT = "4"
+"""``OPENBLAS_THREAD_TIMEOUT`` set by :func:`configure_process` unless the user set one."""
+
+
+def configure_process() -> None:
+    """Set xsearch's environment defaults for this process; an explicit setting wins.
+
+    numpy's OpenBLAS keeps idle worker threads spinning for about 0.1 s after each product; on a
+    laptop's few cores they slow down the encoder's next query (5.7 ms instead of 7-8 ms per
+    query on two cores, benchmarks/bench_query.py). OpenBLAS reads the timeout when numpy loads
+    it, so this takes effect only when called before numpy is imported, as the entry points do.
+    """
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def faiss() -> ModuleType:
+    """The ``faiss`` module, imported on first use, with one OpenMP thread per available core.
+
+    OpenMP threads spin while they wait. When the cores are busy with other work
+    too, that made training 6x slower (28 s against 4.5 s for 20k vectors on two
+    loaded cores); waiting passively costs nothing measurable on idle cores. FAISS's
+    bundled libgomp reads the policy once, when faiss loads it, so it is set for the
+    import only, and an OMP_WAIT_POLICY the user set wins.
+    """
+    unset = "OMP_WAIT_POLICY" not in os.environ
+    if unset:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import faiss as library
+    finally:
+        if unset:
+            del os.environ["OMP_WAIT_POLICY"]
+    library.omp_set_num_threads(cpu_count())
+    return library
+
+
+@functools.cache
+def blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once (finding them costs milliseconds per query)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
