@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ingest.py [--files 2000] [--per-file 1] [--repeat 1] [--busy 0]
         [--configs serial-openvino,ahead-openvino,pipelined-openvino] [--corpus DIR]
+    python benchmarks/bench_ingest.py --articles   # long articles: sentence-transformers against xsearch
 
 Writes ``--files`` files (.txt, .md, .html and .jsonl, in turn) of ``--per-file`` bible-nt-7
 passages each, from ../shared/data (seven languages; the bundled sample corpus, repeated, when
@@ -19,7 +20,13 @@ each run, as another program on the same cores would.
 Configurations: ``serial`` reads, chunks, embeds and commits one group after another in one
 thread; ``ahead`` reads and chunks ahead in a thread of its own; ``pipelined`` (the default)
 also commits behind the encoder in another. ``torch`` / ``onnx`` / ``openvino`` is the encoder
-backend. Model loading (and the one-off int8 builds, made beforehand) is not counted.
+backend. ``st-fp32`` is the baseline a user would write without xsearch: the same files' text
+(extracted beforehand, untimed), cut into chunks of :data:`ST_SENTENCES` sentences, through
+sentence-transformers ``encode`` in fp32 (batch size 32, the passage prefix); it times only the
+encoder, with no language detection, token vectors or storage. ``--articles`` runs that baseline
+against the whole ``xsearch index`` on long articles: 60 files of 10 consecutive passages each
+(about 2,000 tokens, one language a file). Model loading (and the one-off int8 builds, made
+beforehand) is not counted.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ from memory import peak_rss_mb  # noqa: E402  (benchmarks/memory.py)
 BIBLE = ROOT.parent / "shared" / "data" / "bible-nt-7" / "corpus.jsonl"
 READING = {"serial": (0, 0), "ahead": (2, 0), "pipelined": (2, 1)}
 """Groups read ahead of the encoder and committed behind it, by configuration."""
+ST_SENTENCES = 6
+"""Sentences per chunk of the ``st-fp32`` baseline."""
+ARTICLES = {"files": 60, "per_file": 10, "configs": "st-fp32,pipelined-openvino"}
+"""What ``--articles`` sets."""
 STAGE_COLUMNS = ("scan", "read", "language", "chunk", "embed", "write", "vector index", "links")
 
 
@@ -93,10 +104,43 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def run_sentence_transformers(folder: str) -> dict:
+    """The ``st-fp32`` baseline on the files of ``folder``: figures as :func:`run_one` prints them."""
+    from sentence_transformers import SentenceTransformer
+
+    from xsearch.config import DEFAULT_MODEL
+    from xsearch.embed.registry import resolve_model
+    from xsearch.ingest import discover, extract
+    from xsearch.ingest.chunk import split_sentences
+    from xsearch.types import SourceFile
+
+    resolved = resolve_model(DEFAULT_MODEL)
+    prefix = resolved.passage_prefix
+    model = SentenceTransformer(str(resolved.path), device="cpu", local_files_only=True)
+    files = [item for item in discover([folder]) if isinstance(item, SourceFile)]
+    chunks = []
+    for source in files:
+        for doc in extract(source):
+            spans = split_sentences(doc.text)
+            for n in range(0, len(spans), ST_SENTENCES):
+                part = spans[n : n + ST_SENTENCES]
+                chunks.append(prefix + doc.text[part[0][0] : part[-1][1]])
+    model.encode(chunks[:32], batch_size=32)  # warm, as the xsearch runs are
+    cpu0, wall0, busy0 = time.process_time(), time.perf_counter(), busy_seconds()
+    model.encode(chunks, batch_size=32, normalize_embeddings=True)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {"files": len(files), "chunks": len(chunks), "seconds": wall, "cpu": cpu,
+            "others": max(busy_seconds() - busy0 - cpu, 0.0), "rss_mb": peak_rss_mb(), "skipped": 0,
+            "stages": {"embed": wall}}
+
+
 def run_one(folder: str, index_dir: str, config: str) -> None:
     """In a child process: index ``folder`` with ``config`` and print one JSON line of figures."""
     from xsearch import Index, pipeline
 
+    if config == "st-fp32":
+        print(json.dumps(run_sentence_transformers(folder)))
+        return
     reading, backend = config.split("-")
     prefetch, behind = READING[reading]
     with Index.create(index_dir, backend=backend) as index:
@@ -130,17 +174,22 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=0,
                         help="Busy processes beside each run, as on a machine shared with other work.")
     parser.add_argument("--configs", default="serial-openvino,ahead-openvino,pipelined-openvino")
+    parser.add_argument("--articles", action="store_true",
+                        help="Long articles, sentence-transformers fp32 against xsearch: " + ", ".join(
+                            f"--{k.replace('_', '-')} {v}" for k, v in ARTICLES.items()) + ".")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_one(*args.child)
         return
+    if args.articles:
+        vars(args).update(ARTICLES)
 
     configs = args.configs.split(",")
     from xsearch.config import DEFAULT_MODEL
     from xsearch.embed.encoder import Encoder
 
-    for backend in {c.split("-")[1] for c in configs} - {"torch"}:  # one-off builds are not part of any run
+    for backend in {c.split("-")[1] for c in configs} - {"torch", "fp32"}:  # one-off builds are not part of any run
         Encoder.load(DEFAULT_MODEL, backend=backend)
     runs: dict[str, list[dict]] = {config: [] for config in configs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,8 +216,7 @@ def main() -> None:
     base = rows[0][1]
     source = args.corpus or f"{args.files} files of {args.per_file} passage(s)"
     beside = f", {args.busy} busy process(es) beside each run" if args.busy else ""
-    print(f"\n{source}: {base['files']} files, {base['chunks']} chunks, {cores} cores, median of {args.repeat}"
-          f"{beside}\n")
+    print(f"\n{source}: {base['files']} files, {cores} cores, median of {args.repeat}{beside}\n")
     print("| configuration | files/s | chunks/s | × | seconds | each run: seconds (CPU seconds of other processes) "
           "| peak RSS | CPU use |")
     print("|---|---|---|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Query latency on a 100k-chunk index: embed, first stage, rerank, total.
 
-    python benchmarks/bench_query.py [--chunks 100000] [--queries 200] [--backend onnx]
+    python benchmarks/bench_query.py [--chunks 100000] [--queries 200] [--backend onnx] [--keep DIR]
 
 Builds a real index (SQLite, token store, FAISS IVF-PQ) of ``--chunks`` chunks: the
 bible-nt-7 passages of ../shared/data are chunked and embedded for real (sentence and token
@@ -11,6 +11,9 @@ bible-nt-7 queries (seven languages). Prints a markdown table of p50 / p95 milli
 encoding the query (sentence + token vectors), the ANN search alone, a whole search without
 rerank, one with the late-interaction rerank of the top 100, one that also pulls up the best
 hit's translations (the default), and the shares of rerank and feedback; the ANN's recall@10 against exact search in the same run; RAM and disk.
+
+``--keep DIR`` builds the index in ``DIR`` and keeps it; a later run with the same ``DIR`` (and
+``--chunks``) skips the build and times queries on it.
 """
 
 from __future__ import annotations
@@ -124,11 +127,45 @@ def copy_links(index: Index) -> int:
     return index.store.link_count()
 
 
+def build(folder: Path, chunks: int, backend: str | None, rng: np.random.Generator) -> dict:
+    """Build the benchmark index in ``folder``; returns what the build took (saved beside it)."""
+    index = Index.create(folder, backend=backend)
+    index.warm()
+    t0 = time.perf_counter()
+    stored, embed_s, link_s = fill(index, chunks, rng)
+    fill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.vectors.sync(save=True)
+    ann_build_s = time.perf_counter() - t0
+    links = copy_links(index)
+    index.close()
+    return {"stored": stored, "embed_s": embed_s, "link_s": link_s, "fill_s": fill_s, "ann_build_s": ann_build_s,
+            "links": links}
+
+
+def built(folder: Path, chunks: int, backend: str | None, rng: np.random.Generator) -> dict:
+    """The build record of the index in ``folder``, building it first unless a build of
+    ``chunks`` chunks is already there."""
+    record = folder / "build.json"
+    if record.is_file():
+        facts = json.loads(record.read_text())
+        if facts.get("chunks") == chunks:
+            return facts
+        raise SystemExit(f"error: {folder} holds a {facts.get('chunks')}-chunk build; use another --keep folder")
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"error: {folder} is not empty and holds no finished build")
+    facts = {"chunks": chunks, **build(folder / "index", chunks, backend, rng)}
+    record.write_text(json.dumps(facts))
+    return facts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backend", default=None, help="encoder backend [default: xsearch's]")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="build the index in this folder and keep it; reuse it when it is there")
     args = parser.parse_args()
     if not BIBLE.is_dir():
         print(f"skipped: needs {BIBLE}")
@@ -136,21 +173,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     queries = [json.loads(line)["text"] for line in open(BIBLE / "queries.jsonl", encoding="utf-8")][: args.queries]
     with tempfile.TemporaryDirectory() as tmp:
-        index = Index.create(Path(tmp) / "index", backend=args.backend)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        facts = built(folder, args.chunks, args.backend, rng)
+        stored, embed_s, link_s, links = facts["stored"], facts["embed_s"], facts["link_s"], facts["links"]
+        fill_s, ann_build_s = facts["fill_s"], facts["ann_build_s"]
+        gc.collect()  # searched as a user would: the index opened afresh, the build's memory gone
+        index = Index.open(folder / "index", backend=args.backend)
         index.warm()
-        t0 = time.perf_counter()
-        stored, embed_s, link_s = fill(index, args.chunks, rng)
-        fill_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ann = index.vectors.sync(save=True)
-        ann_build_s = time.perf_counter() - t0
-        links = copy_links(index)
         info = index.info()
-        index.close()  # searched as a user would: the index opened afresh, the build's memory gone
-        del ann
-        gc.collect()
-        index = Index.open(Path(tmp) / "index", backend=args.backend)
-        index.warm()
         ann = index.vectors.sync(save=False)
 
         for q in queries[:5]:  # warm every path

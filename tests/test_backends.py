@@ -321,3 +321,22 @@ def test_openvino_runs_a_few_padded_widths_with_the_same_vectors(openvino_encode
     for a, b in zip(padded_tokens, exact_tokens):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.vectors, b.vectors, atol=2e-3)
+
+
+def test_openvino_runs_many_batches_in_streams_with_the_one_stream_vectors(openvino_encoder: Encoder,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from xsearch import runtime
+
+    encoder = openvino_encoder
+    runner = encoder._runner
+    texts = sample_passages(40) + SENTENCES
+    streamed, streamed_tokens = encoder.embed(texts, kind="passage", tokens=True, batch_tokens=600)
+    assert int(runner._streams.get_property("NUM_STREAMS")) >= min(2, runtime.cpu_count())
+    assert int(runner._model.get_property("NUM_STREAMS")) == 1  # one text still runs on every thread at once
+    monkeypatch.setattr(encoder, "_runner", Recording(runner, openvino.WIDTH_STEP))  # no streams: one batch at a time
+    one_stream, one_stream_tokens = encoder.embed(texts, kind="passage", tokens=True, batch_tokens=600)
+    assert len(encoder._runner.widths) > 2
+    assert np.sum(streamed * one_stream, axis=1).min() > 0.9999  # each in its place, as one stream makes it
+    for a, b in zip(streamed_tokens, one_stream_tokens):
+        assert a.tokens == b.tokens
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=2e-3)

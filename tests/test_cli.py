@@ -97,7 +97,8 @@ def test_bad_input_is_skipped_and_counted(tmp_path: Path) -> None:
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj garbage without end")
     (docs / "loop").mkdir()
     os.symlink(docs, docs / "loop" / "again")
-    result = run_cli("index", str(docs), "--index", str(tmp_path / "idx"), "--max-file-size", "4KB", "--json")
+    result = run_cli("index", str(docs), "--index", str(tmp_path / "idx"), "--max-file-size", "4KB", "--follow",
+                     "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
@@ -321,3 +322,56 @@ def test_info_counts_translation_links(sample_index) -> None:
     assert info["translations"] == sample_index.info().translations > 0
     text = run_cli("info", "--index", str(sample_index.path)).stdout
     assert f"translations {info['translations']} linked pairs" in " ".join(text.split())
+
+
+# strict input, one error printer, output for people -------------------------------
+
+
+def test_usage_errors_print_one_line_and_keep_suggestions(tmp_path: Path) -> None:
+    result = run_cli("serach", "x")
+    assert result.returncode == 2 and "did you mean 'search'?" in _one_line_error(result).lower()
+    result = run_cli("search", "x", "--jsn")
+    line = _one_line_error(result)
+    assert result.returncode == 2 and "--json" in line and "xsearch search --help" in line
+    assert run_cli("-V").stdout == run_cli("--version").stdout == "xsearch, version 0.1.0\n"
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder", encoding="utf-8")
+    result = run_cli("serve", "--index", str(blocked / "idx"), "--port", "0")  # the system refuses the folder
+    assert result.returncode == 1 and "not a directory" in _one_line_error(result)
+
+
+def test_a_language_the_index_lacks_is_refused(sample_index) -> None:
+    index = str(sample_index.path)
+    for json_flag in ((), ("--json",)):
+        result = run_cli("search", "Licht", "--index", index, "--lang", "sw", *json_flag)
+        line = _one_line_error(result)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "'sw'" in line and "this index holds ar, de, en, es, fr, hi, ja, ko, pt, ru, zh" in line
+    result = run_cli("search", "Licht", "--index", index, "--lang", "nonsense", "--json")
+    assert result.returncode == 2 and "language name" in _one_line_error(result)
+    for name in ("German", "Deutsch", "deu"):  # names and codes a maintained library maps
+        hits = _search_json(sample_index.path, "--lang", name, "--mode", "lexical")
+        assert hits and {hit["lang"] for hit in hits} == {"de"}
+
+
+def test_hits_link_to_their_passage_only_on_a_terminal(sample_index) -> None:
+    args = ("search", "Pflanzen Licht", "--index", str(sample_index.path), "--mode", "lexical", "-k", "2")
+    drawn = _run_in_terminal(*args, "--compact")
+    assert "\x1b]8;" in drawn and "file://" in drawn and "/photosynthesis/de.txt#" in drawn
+    assert len([line for line in drawn.splitlines() if line.strip()]) == 2  # one line a hit
+    for piped in (run_cli(*args), run_cli(*args, "--compact"), run_cli(*args, env={"FORCE_COLOR": "1"})):
+        assert piped.returncode == 0 and "\x1b]8;" not in piped.stdout and "photosynthesis" in piped.stdout
+    compact = run_cli(*args, "--compact").stdout.splitlines()
+    assert len(compact) == 2 and all(line.startswith(f"{n:>2}. ") for n, line in enumerate(compact, 1))
+
+
+def test_completion_scripts_complete_commands_and_choices() -> None:
+    for shell, marker in (("bash", "complete -o nosort -F"), ("zsh", "compdef"), ("fish", "complete --no-files")):
+        result = run_cli("completion", shell)
+        assert result.returncode == 0 and marker in result.stdout and "_XSEARCH_COMPLETE" in result.stdout
+    asked = run_cli(env={"_XSEARCH_COMPLETE": "bash_complete", "COMP_WORDS": "xsearch sea", "COMP_CWORD": "1"})
+    assert asked.stdout.split() == ["plain,search"]
+    asked = run_cli(env={"_XSEARCH_COMPLETE": "bash_complete", "COMP_WORDS": "xsearch search --mode ",
+                         "COMP_CWORD": "3"})
+    assert asked.stdout.split() == ["plain,dense", "plain,lexical", "plain,hybrid"]

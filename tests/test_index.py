@@ -10,7 +10,8 @@ import pytest
 
 from conftest import SAMPLE
 from xsearch import Index, IndexConfig
-from xsearch.errors import IndexCorruptError, IndexMismatchError, IndexNotFoundError, UsageError
+from xsearch.errors import (IndexCorruptError, IndexMismatchError, IndexNotFoundError, UnknownLanguageError,
+                            UsageError)
 
 
 def _topic(hit) -> str:
@@ -49,7 +50,8 @@ def test_queries_in_other_scripts_find_their_topic(sample_index: Index, query: s
 def test_language_filter_returns_k_hits_in_that_language(sample_index: Index) -> None:
     hits = sample_index.search("photosynthesis", k=3, langs=["ja"])
     assert len(hits) == 3 and {h.lang for h in hits} == {"ja"}
-    assert sample_index.search("photosynthesis", k=3, langs=["xx"]) == []
+    with pytest.raises(UnknownLanguageError, match="this index holds"):
+        sample_index.search("photosynthesis", k=3, langs=["xx"])
 
 
 def test_search_batch_matches_single_search(sample_index: Index) -> None:

@@ -169,21 +169,47 @@ def test_discover_include_and_exclude_globs(tmp_path: Path) -> None:
     ]
 
 
-def test_discover_follows_symlinks_and_reports_loops(tmp_path: Path) -> None:
+def test_discover_passes_over_symlinks_unless_told_to_follow(tmp_path: Path) -> None:
     root = tmp_path / "root"
     outside = tmp_path / "outside"
     write(root / "a/file.txt")
     write(outside / "far.txt")
+    write(tmp_path / "secret.txt")
     (root / "a/loop").symlink_to(root, target_is_directory=True)
     (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "link.txt").symlink_to(tmp_path / "secret.txt")
     (root / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
-    started = time.monotonic()
     results = list(discover([root]))
+    assert found(results, root) == ["a/file.txt"]
+    assert skipped(results) == {}  # links were never candidates
+
+    started = time.monotonic()
+    results = list(discover([root], follow=True))
     assert time.monotonic() - started < 5
-    assert found(results, root) == ["a/file.txt", "../outside/far.txt"]
+    assert found(results, root) == ["a/file.txt", "link.txt", "linked/far.txt"]  # under the links' paths
     assert skipped(results) == {"loop": "symlink loop", "dangling.txt": "broken symlink"}
     loop = next(r for r in results if isinstance(r, Skipped) and r.reason == "symlink loop")
     assert loop.path == str(root / "a/loop")
+
+
+def test_discover_follows_a_root_that_is_a_link(tmp_path: Path) -> None:
+    write(tmp_path / "real/notes.txt")
+    write(tmp_path / "file.txt")
+    (tmp_path / "folder-link").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "file-link").symlink_to(tmp_path / "file.txt")
+    results = list(discover([tmp_path / "folder-link", tmp_path / "file-link"]))
+    assert [r.path for r in results] == [
+        os.path.realpath(tmp_path / "real/notes.txt"), os.path.realpath(tmp_path / "file.txt"),
+    ]
+
+
+def test_discover_yields_a_file_reached_twice_once_under_its_own_path(tmp_path: Path) -> None:
+    write(tmp_path / "z/target.txt")
+    (tmp_path / "a-link.txt").symlink_to(tmp_path / "z/target.txt")
+    (tmp_path / "b-folder").symlink_to(tmp_path / "z", target_is_directory=True)
+    results = list(discover([tmp_path], follow=True))
+    assert found(results, tmp_path) == ["z/target.txt"]
+    assert skipped(results) == {}
 
 
 def test_discover_skips_binary_empty_and_large_files(tmp_path: Path) -> None:

@@ -217,3 +217,19 @@ def test_index_with_cls_pooling_and_layer(tiny_xlmr: Path, sample_copy: Path, tm
     assert result.returncode == 6 and "Traceback" not in result.stderr
     result = run_cli("index", str(sample_copy / "volcanoes"), "--index", str(index_dir), "--layer", "2")
     assert result.returncode == 6
+
+
+def test_models_info_of_an_unknown_name_is_an_error_with_close_names() -> None:
+    result = run_cli("models", "info", "nope", "--json")
+    assert result.returncode == 3 and result.stdout == ""
+    assert result.stderr.startswith("error: unknown model 'nope'") and len(result.stderr.splitlines()) == 1
+    result = run_cli("models", "info", "multilingual-e5-smal")
+    assert result.returncode == 3 and "did you mean 'multilingual-e5-small'?" in result.stderr
+
+
+def test_models_list_never_cuts_a_name_at_80_columns() -> None:
+    result = run_cli("models", "list", env={"COLUMNS": "80"})
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and all(len(line) <= 80 for line in lines)
+    names = {line.split()[0] for line in lines[1:] if line[:2].strip()}
+    assert set(CARDS) <= names, lines

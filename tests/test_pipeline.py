@@ -1,14 +1,19 @@
 """The indexing run's threads, with the real model: reading ahead of the encoder and committing
-behind it store what a run in one thread stores; cancelling, failing stages and progress."""
+behind it store what a run in one thread stores; cancelling, failing stages and progress; the
+token codec a new index takes; the progress display's end while a child holds its stderr."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import SAMPLE
 from xsearch import Index, pipeline
 from xsearch.pipeline import IndexProgress, consumed_behind, prefetched
 
@@ -224,3 +229,47 @@ def test_consumed_behind_keeps_order_and_raises(depth: int) -> None:
             raise KeyboardInterrupt
     assert got == [0]  # the item in progress was finished, the one waiting dropped
     assert not _threads()
+
+
+def test_a_small_first_write_takes_the_model_codec_and_a_large_one_trains_its_own(tmp_path: Path,
+                                                                                  encoder) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "note.txt").write_text("Glaciers carve valleys and carry boulders far from the mountains.",
+                                    encoding="utf-8")
+    model_codec = encoder.token_codec().to_bytes()
+    with Index.create(tmp_path / "small-idx", encoder=encoder) as index:
+        _run(index, encoder, small, "pipelined")
+        assert index.store.token_codec().to_bytes() == model_codec  # a few tokens: no codec of its own
+    large = tmp_path / "large"
+    for topic in ("moon_landing", "photosynthesis"):
+        shutil.copytree(SAMPLE / topic, large / topic)
+    with Index.create(tmp_path / "large-idx", encoder=encoder) as index:
+        _run(index, encoder, large, "pipelined")
+        tokens = sum(n for (n,) in index.store.db.execute("SELECT n FROM token_vectors"))
+        assert tokens >= pipeline.MODEL_CODEC_BELOW  # in one group: the first write
+        codec = index.store.token_codec()
+        assert codec.kind == "pq" and codec.to_bytes() != model_codec
+
+
+DISPLAY_WITH_A_CHILD = """
+import subprocess, sys, time
+from xsearch.cli import _stderr_above_display
+
+with _stderr_above_display(drain_seconds=0.5) as console:
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import os, time; os.write(2, b'from the child\\\\n'); time.sleep(60)"])
+    time.sleep(0.5)
+    console.print('drawn by the display')
+    started = time.perf_counter()
+print(time.perf_counter() - started, flush=True)
+child.kill()
+"""
+
+
+def test_the_progress_display_ends_while_a_child_holds_its_stderr_pipe() -> None:
+    # the child inherits file descriptor 2 (the display's pipe) and keeps it open for a minute
+    result = subprocess.run([sys.executable, "-c", DISPLAY_WITH_A_CHILD], capture_output=True, text=True,
+                            timeout=30)
+    assert float(result.stdout) < 10, result  # the display waited 0.5 s for the pipe, not the child's minute
+    assert sorted(result.stderr.splitlines()) == ["drawn by the display", "from the child"]

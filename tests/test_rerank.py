@@ -18,7 +18,7 @@ from xsearch.search.late_interaction import (
     maxsim_packed,
     similarities,
 )
-from xsearch.store.tokens import MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec
+from xsearch.store.tokens import MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec, codebook, decode_tokens
 
 
 def brute_maxsim(query: np.ndarray, doc: np.ndarray) -> float:
@@ -218,3 +218,17 @@ def test_codec_rejects_bad_input(training):
     for damaged in (b"nonsense", data[:-10], data[:-1] + bytes([data[-1] ^ 1])):
         with pytest.raises(IndexCorruptError):
             TokenCodec.from_bytes(damaged)
+
+
+@pytest.mark.parametrize("kind", ["pq", "ivfpq", "fp16"])
+def test_tokens_decode_through_the_codebook_as_the_codec_decodes_them(training, kind):
+    codec = TokenCodec.train(training, kind, m=16, nlist=16)
+    book = codebook(codec)
+    assert (book is not None) == (kind == "pq")  # only plain product codes are centroids side by side
+    assert codebook(codec) is book  # worked out once per codec
+    held_out = clustered(300, 64, seed=2)
+    codes = np.frombuffer(codec.encode(held_out), dtype=np.uint8).reshape(300, -1)
+    decoded = decode_tokens(codec, codes)
+    assert decoded.shape == (300, 64) and decoded.dtype == np.float32
+    np.testing.assert_array_equal(decoded, codec.decode(codes.tobytes(), 300))
+    assert decode_tokens(codec, codes[:0]).shape == (0, 64)

@@ -92,6 +92,62 @@ def test_rerank_keeps_topic_and_gives_exact_highlights(sample_index: Index) -> N
     assert words & {"light", "energy", "plants", "sunlight", "chemical", "licht", "energie", "pflanzen"}
 
 
+@pytest.mark.parametrize("scoring", ["centered", "plain"])
+def test_rerank_matches_decoding_each_candidate_then_maxsim(sample_index: Index, scoring: str) -> None:
+    """The rerank stage (all candidates' codes in one read, one token-major product) against
+    the straightforward way: each candidate decoded on its own, centred, cosines, MaxSim."""
+    from xsearch.embed.centering import SHRINK
+    from xsearch.embed.tokens import content_mask
+    from xsearch.search import dense, late_interaction
+    from xsearch.search.base import SearchContext
+    from xsearch.search.fusion import fuse
+
+    store = sample_index.store
+    codec = store.token_codec()
+    token_means = store.token_language_means()
+    for query, lang in (("How do plants turn sunlight into chemical energy?", "en"),
+                        ("Impfstoffe und das Immunsystem", "de")):
+        ctx = SearchContext(store, sample_index.vectors.sync(save=False), sample_index.encoder, [query], [lang],
+                            k=10, n_fetch=100, scoring=scoring, allowed=None, rerank_candidates=100)
+        first = dense.candidates(ctx, [])[0]
+        got = late_interaction.rerank(ctx, [first])[0]
+
+        tokens = ctx.encoded()[1][0]
+        keep = content_mask(tokens.text, tokens.offsets, tokens.special)
+        mean = token_means.mean(lang, shrink=SHRINK) if scoring == "centered" else None
+        q = tokens.vectors[keep] - (0 if mean is None else mean)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        rows, langs = store.token_rows(first.ids), store.chunk_langs(first.ids)
+        expected, spans = [], {}
+        for cid in first.ids.tolist():
+            offsets, n, codes = rows[cid]
+            x = codec.decode(codes, n)
+            if scoring == "centered":
+                x = x - token_means.mean(langs[cid], shrink=SHRINK)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            sims = q @ x.T
+            expected.append(sims.max(axis=1).mean())
+            spans[cid] = late_interaction.matched_spans(sims, offsets, threshold=late_interaction.HIGHLIGHT_THRESHOLD)
+        fused = fuse(first.scores, np.array(expected, dtype=np.float32), late_interaction.RERANK_WEIGHT)
+        order = np.argsort(-fused, kind="stable")[:10]
+        assert len(first) > 10
+        np.testing.assert_array_equal(got.ids, first.ids[order])
+        np.testing.assert_allclose(got.details["maxsim"], np.array(expected)[order], atol=1e-5)
+        np.testing.assert_allclose(got.scores, fused[order], atol=1e-5)
+        assert {cid: list(got.spans[cid]) for cid in got.ids.tolist()} == {cid: spans[cid] for cid in got.ids.tolist()}
+
+
+def test_a_batch_reranks_each_query_as_alone(sample_index: Index) -> None:
+    """One read of the token codes serves every query of a batch, each with its own candidates."""
+    queries = ["How do plants turn sunlight into chemical energy?", "Impfstoffe und das Immunsystem",
+               "How do plants turn sunlight into chemical energy?"]
+    batch = sample_index.search_batch(queries, k=6, feedback=False)
+    for query, hits in zip(queries, batch):
+        alone = sample_index.search(query, k=6, feedback=False)
+        assert [(h.chunk_id, h.highlights) for h in hits] == [(h.chunk_id, h.highlights) for h in alone]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in alone], atol=1e-6)
+
+
 def test_centered_scoring_ranks_translations_higher(sample_index: Index) -> None:
     query = "wie wandeln Pflanzen Licht in Energie um?"
     def other_langs(hits):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import uvicorn
 from api_corpus import add_corpus
 from xsearch import Index
 from xsearch.config import GROUPINGS, MAX_K, MODES
+from xsearch.errors import UnknownLanguageError
 from xsearch.server import create_app
 
 BODY_LIMIT = 64 * 1024
@@ -210,6 +213,55 @@ def test_xsearch_serve_command(tmp_path: Path, encoder) -> None:
                 time.sleep(0.25)
             hits = client.post("/search", json={"query": "How long does the Moon take to orbit Earth?"}).json()["hits"]
             assert [h["id"] for h in hits] == ["mond"]
+        # a request still in flight (its body half sent) does not hold up Ctrl+C
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            stalled.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 100\r\n\r\n{\"query\"")
+            time.sleep(0.3)
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=20)
+            assert time.monotonic() - started < 3  # about one second, with room for a busy machine
+        assert "Traceback" not in process.stderr.read()
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_api_docs_need_no_network(served) -> None:
+    client, _ = served
+    for page in ("/docs", "/redoc"):
+        answer = client.get(page)
+        assert answer.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", answer.text)
+        assert "/openapi.json" in urls and len(urls) >= 3
+        assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+        assert "http://" not in answer.text and "https://" not in answer.text
+        for url in urls:
+            asset = client.get(url)
+            assert asset.status_code == 200 and asset.content, url
+
+
+def test_a_language_the_index_lacks_gets_422(served) -> None:
+    client, index = served
+    answer = client.post("/search", json={"query": "volcano", "filters": {"lang": ["ja", "sw"]}})
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["body", "filters", "lang"] and "'sw'" in error["msg"]
+    assert ", ".join(sorted(index.languages())) in error["msg"]
+    named = client.post("/search", json={"query": "volcano", "k": 2, "filters": {"lang": "Japanese"}})
+    assert named.status_code == 200 and {h["lang"] for h in named.json()["hits"]} == {"ja"}
+    with pytest.raises(UnknownLanguageError, match="this index holds"):
+        index.search("volcano", langs=["sw"])
+
+
+def test_a_port_in_use_is_one_line_before_the_index_opens(tmp_path: Path) -> None:
+    with _free_socket() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        exe = Path(sys.executable).with_name("xsearch")
+        result = subprocess.run([str(exe), "serve", "--index", str(tmp_path / "index"), "--port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use (choose another --port or --host)"]
+    assert not (tmp_path / "index").exists()

@@ -18,8 +18,9 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .config import IndexConfig
     from .errors import XsearchError
-    from .index import Index, IndexInfo
+    from .index import Index, IndexInfo, Removal, SyncReport
     from .pipeline import IndexReport
+    from .store.roots import RootInfo
     from .types import Chunk, Document, Hit
 
 _EXPORTS = {
@@ -31,6 +32,9 @@ _EXPORTS = {
     "Document": ".types",
     "Chunk": ".types",
     "XsearchError": ".errors",
+    "RootInfo": ".store.roots",
+    "Removal": ".index",
+    "SyncReport": ".index",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -7,6 +7,7 @@ imported inside the commands, so ``xsearch --help`` answers at once.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ._version import __version__
-from .cli_common import backend_option, json_option, stderr_console, stdout_console
+from .cli_common import backend_option, json_option, print_error, stderr_console, stdout_console
 from .config import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
@@ -33,7 +34,7 @@ from .config import (
     SCORINGS,
 )
 from .errors import IndexCorruptError, UsageError, XsearchError
-from .present import LANG_STYLE, also_in, display_path, explain_lines, snippet
+from .present import display_path
 from .runtime import configure_process
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from .types import Hit
 
 EXIT_INTERRUPTED = 130
+EXIT_SYSTEM = 1
+"""Exit code of an error the system raised (a file or folder it refused), not xsearch."""
 
 
 def _log_to_stderr() -> None:
@@ -87,42 +90,96 @@ def _langs(value: str | None) -> list[str] | None:
 
 
 class XsearchGroup(click.Group):
-    """Turns library errors into one line and an exit code, never a traceback."""
+    """Every error through :func:`~xsearch.cli_common.print_error`: one line and an exit code,
+    never a traceback, whether click, xsearch or the system raised it."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:  # usage errors keep click's suggestions ("did you mean …?")
+            print_error(_click_message(exc))
+            sys.exit(exc.exit_code)
+        except click.Abort:  # click's own account of Ctrl+C at a prompt
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except XsearchError as exc:
-            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
-            click.echo(" ".join(str(exc).split()), err=True)
+            print_error(str(exc))
             sys.exit(exc.exit_code)
         except sqlite3.DatabaseError as exc:  # a page damaged after the index was opened
-            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
-            click.echo(f"the index database is damaged: {exc} (rebuild it with `xsearch index`)", err=True)
+            print_error(f"the index database is damaged: {exc} (rebuild it with `xsearch index`)")
             sys.exit(IndexCorruptError.exit_code)
+        except OSError as exc:  # what the system refused (a full disk, a folder not allowed), not a bug
+            if exc.errno == errno.EPIPE:
+                raise  # click quiets a reader that went away (``| head``)
+            print_error(_os_message(exc))
+            sys.exit(EXIT_SYSTEM)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
 
 
+def _click_message(exc: click.ClickException) -> str:
+    """Click's message, with where to read more for a usage error."""
+    message = exc.format_message()
+    ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message = message.rstrip() + f" (see '{ctx.command_path} --help')"
+    return message
+
+
+def _os_message(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{(exc.strerror or str(exc)).lower()}{where}"
+
+
 @click.group(cls=XsearchGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="xsearch")
+@click.version_option(__version__, "-V", "--version", prog_name="xsearch")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Multilingual semantic search: index a folder, then ask in any language.
 
-    With no command, opens the terminal UI on the default index (in a terminal).
+    With no command, opens the terminal UI on the default index (in a terminal). Defaults for
+    the index, backend, -k and --mode may be set in ~/.config/xsearch/config.toml (or the file
+    $XSEARCH_CONFIG names); environment variables and flags override it.
     """
+    from .cli_config import load_config
+
     configure_process()
     if ctx.invoked_subcommand not in (None, "tui"):
         _log_to_stderr()
+    config = load_config()
+    ctx.default_map = _option_defaults(ctx.command, config.option_defaults())
     if ctx.invoked_subcommand is None:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             click.echo(ctx.get_help())
             return
         from .tui import run
 
-        run(_index_path(None))
+        run(_index_path(os.environ.get("XSEARCH_INDEX") or config.index))
+
+
+def _option_defaults(group: click.Command, values: dict[str, Any]) -> dict[str, Any]:
+    """Click's ``default_map`` for ``group``: each command's options named in ``values`` take
+    their value as default, below the option's environment variable and the flag."""
+    out: dict[str, Any] = {}
+    for name, command in getattr(group, "commands", {}).items():
+        if isinstance(command, click.Group):
+            defaults = _option_defaults(command, values)
+        else:
+            defaults = {param.name: values[param.name] for param in command.params
+                        if isinstance(param, click.Option) and param.name in values
+                        and (param.name != "index_dir" or "--index" in param.opts)}
+        if defaults:
+            out[name] = defaults
+    return out
 
 
 index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEARCH_INDEX",
@@ -130,7 +187,7 @@ index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEAR
 
 
 @main.command("index")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=False, type=click.Path())
 @index_option
 @click.option("--model", default=None, help=f"Model for a new index [default: {DEFAULT_MODEL}].")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=None,
@@ -143,15 +200,28 @@ index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEAR
 @click.option("--include", multiple=True, metavar="GLOB", help="Only index matching files (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files (repeatable).")
 @click.option("--max-file-size", default="50MB", show_default=True, help="Skip larger files.")
+@click.option("-L", "--follow", is_flag=True,
+              help="Follow symlinks inside the folders (a path given that is a link is always followed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-w", "--watch", is_flag=True,
+              help="After indexing, keep the index current as files change, until Ctrl-C.")
+@click.option("--prune", is_flag=True,
+              help="With no PATH: forget the folders gone from disk, with their documents.")
 @backend_option
 @json_option
 def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, pooling: str | None,
               layer: int | None, max_tokens: int | None, overlap: int | None, include: tuple[str, ...],
-              exclude: tuple[str, ...], max_file_size: str, quiet: bool, backend: str | None, as_json: bool) -> None:
-    """Index files and folders (incrementally: only new and changed files are embedded)."""
+              exclude: tuple[str, ...], max_file_size: str, follow: bool, quiet: bool, watch: bool, prune: bool,
+              backend: str | None, as_json: bool) -> None:
+    """Index files and folders (incrementally: only new and changed files are embedded).
+
+    With no PATH, index again every folder the index was built from, with the options it was
+    indexed with, removing the files deleted since (see `xsearch ls`). With --watch, go on
+    indexing the changes as files are added, changed or removed, until Ctrl-C.
+    """
     from .config import IndexConfig
     from .index import Index
+    from .types import path_to_text
 
     chosen = {"model": model, "pooling": pooling, "layer": layer, "max_tokens": max_tokens, "overlap": overlap}
     explicit = [name for name, value in chosen.items() if value is not None]
@@ -159,19 +229,102 @@ def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, 
     max_bytes = _parse_size(max_file_size)
     for path in paths:
         if not os.path.exists(path):
-            raise UsageError(f"no such file or directory: {path}")
+            raise UsageError(f"no such file or directory: {path_to_text(path)}")
+    if paths and prune:
+        raise UsageError("--prune applies to indexing every known folder again: give no PATH")
+    if not paths and (include or exclude or follow):
+        raise UsageError("--include, --exclude and --follow apply to the paths given; with no PATH each folder is "
+                         "indexed with the options it was indexed with")
+    if not paths or watch:
+        options = {"include": include, "exclude": exclude, "max_file_bytes": max_bytes, "follow": follow}
+        _index_known(paths, _index_path(index_dir), config, explicit, options, watch=watch, prune=prune,
+                     quiet=quiet, backend=backend, as_json=as_json)
+        return
     err = stderr_console()
     show = not quiet and not as_json and err.is_terminal
     index_path = _index_path(index_dir)
     new_index = not index_path.is_dir() or not any(index_path.iterdir())
     with _index_progress(new_index=new_index) if show else nullcontext(None) as progress, \
             Index.open_or_create(index_path, config, explicit=explicit, backend=backend) as index:
-        report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, progress=progress)
+        report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, follow=follow,
+                                 progress=progress)
         info = index.info()
     if as_json:
         click.echo(json.dumps({"index": str(index_path), **report.to_dict()}, ensure_ascii=False))
     else:
         _print_report(info, report, err)
+
+
+EXIT_ROOT_MISSING = 1
+"""Exit code of ``xsearch index`` with no PATH when a folder it was built from is gone (and
+``--prune`` was not given): the other folders are indexed all the same."""
+
+
+def _index_known(paths: tuple[str, ...], index_path: Path, config: Any, explicit: list[str],
+                 options: dict[str, Any], *, watch: bool, prune: bool, quiet: bool, backend: str | None,
+                 as_json: bool) -> None:
+    """``xsearch index`` with no PATH (every known root again) or with ``--watch``."""
+    import signal
+    import threading
+
+    from .index import Index
+
+    err = stderr_console()
+    show = not quiet and not as_json and not watch and err.is_terminal
+    opened = Index.open_or_create(index_path, config, explicit=explicit, backend=backend) if paths \
+        else Index.open(index_path, backend=backend)
+    with opened as index:
+        if not watch:
+            with _index_progress(new_index=False) if show else nullcontext(None) as progress:
+                synced = index.sync(prune=prune, progress=progress)
+            _print_missing(synced.missing, synced.pruned, err)
+            if as_json:
+                click.echo(json.dumps({"index": str(index_path), **synced.report.to_dict(),
+                                       "missing_roots": list(synced.missing), "pruned": synced.pruned},
+                                      ensure_ascii=False))
+            else:
+                _print_report(index.info(), synced.report, err)
+            if synced.missing and not synced.pruned:
+                sys.exit(EXIT_ROOT_MISSING)
+            return
+        stop = threading.Event()
+        runs = []
+
+        def stopping(signum: int, _frame: Any) -> None:
+            stop.set()
+            # a second Ctrl-C interrupts at once
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+        def ran(report: IndexReport) -> None:
+            first = not runs
+            runs.append(report)
+            if as_json:
+                click.echo(json.dumps({"index": str(index_path), **report.to_dict()}, ensure_ascii=False))
+            elif first:
+                _print_report(index.info(), report, err)
+                err.print("watching for changes (Ctrl-C stops)")
+            elif report.files_added or report.files_updated or report.files_removed:
+                click.echo(f"{time.strftime('%H:%M:%S')} {report.files_added} added, {report.files_updated} updated, "
+                           f"{report.files_removed} removed ({report.chunks_added} chunks)")
+            sys.stdout.flush()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stopping)
+        index.watch(paths or None, include=options["include"], exclude=options["exclude"],
+                    max_file_bytes=options["max_file_bytes"], follow=options["follow"], on_run=ran, stop=stop)
+    if not as_json:
+        err.print("stopped watching")
+
+
+def _print_missing(missing: tuple[str, ...], pruned: bool, err: Console) -> None:
+    from rich.markup import escape
+
+    for path in missing:
+        if pruned:
+            err.print(f"[yellow]forgot[/] {escape(display_path(path))}: gone from disk (its documents were removed)")
+        else:
+            err.print(f"[yellow]warning:[/] {escape(display_path(path))} is gone from disk; its documents stay until "
+                      "`xsearch index --prune` (or `xsearch rm`)")
 
 
 PHASES = {"scan": "scanning", "load": "loading model", "embed": "indexing", "done": "finishing"}
@@ -213,10 +366,16 @@ trains its token codec on a small first group: nothing for the user to act on.""
 
 
 @contextmanager
-def _stderr_above_display() -> Iterator[Console]:
+def _stderr_above_display(drain_seconds: float = 2.0) -> Iterator[Console]:
     """A console on the terminal's stderr for a live display, while what is written to file
     descriptor 2 meanwhile is read line by line and printed through it: what native libraries
-    (FAISS, OpenVINO) print there then appears above the display instead of inside it."""
+    (FAISS, OpenVINO) print there then appears above the display instead of inside it.
+
+    On leaving, what is left in the pipe is printed for up to ``drain_seconds``. A child process
+    that inherited descriptor 2 can hold the pipe open for longer; the pipe is then closed (what
+    the child writes later is lost) instead of the command never ending."""
+    import codecs
+    import select
     import threading
 
     from rich.console import Console
@@ -227,16 +386,34 @@ def _stderr_above_display() -> Iterator[Console]:
     os.dup2(write_end, 2)
     os.close(write_end)
     console = Console(file=open(terminal, "w", encoding="utf-8", errors="replace"), highlight=False, soft_wrap=True)
+    stop = threading.Event()
+
+    def show(line: str) -> None:
+        if FAISS_SAMPLE_NOTE.match(line):
+            return
+        try:
+            console.print(line, markup=False, highlight=False)
+        except (OSError, ValueError):  # the terminal went away: keep reading, so writers never block
+            pass
 
     def forward() -> None:
-        with open(read_end, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if FAISS_SAMPLE_NOTE.match(line):
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        try:
+            while not stop.is_set():
+                if not select.select([read_end], [], [], 0.1)[0]:
                     continue
-                try:
-                    console.print(line.rstrip("\n"), markup=False, highlight=False)
-                except (OSError, ValueError):  # the terminal went away: keep reading, so writers never block
-                    continue
+                data = os.read(read_end, 1 << 16)
+                pending += decoder.decode(data, final=not data)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    show(line)
+                if not data:  # every write end is closed
+                    break
+            if pending:
+                show(pending)
+        finally:
+            os.close(read_end)
 
     forwarder = threading.Thread(target=forward, name="xsearch-stderr", daemon=True)
     forwarder.start()
@@ -244,7 +421,9 @@ def _stderr_above_display() -> Iterator[Console]:
         yield console
     finally:
         sys.stderr.flush()
-        os.dup2(terminal, 2)  # closes the pipe's last write end: the forwarder prints what is left, then stops
+        os.dup2(terminal, 2)  # closes this process's write end: the forwarder prints what is left, then stops
+        forwarder.join(drain_seconds)
+        stop.set()  # another process still holds a write end: stop reading and close the pipe
         forwarder.join()
         console.file.close()
 
@@ -283,10 +462,12 @@ def _read_queries(query: str | None, queries_file: Any) -> list[str]:
 @main.command("search")
 @click.argument("query", required=False)
 @index_option
-@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, help="Number of results.")
-@click.option("--lang", "langs", metavar="CODES", help="Only passages in these languages, e.g. de,ja.")
-@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True,
-              help="Sentence vectors, BM25 keywords, or both fused.")
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=10, show_default=True, envvar="XSEARCH_K",
+              help="Number of results [$XSEARCH_K].")
+@click.option("--lang", "langs", metavar="CODES",
+              help="Only passages in these languages, e.g. de,ja (codes or names: German, Deutsch).")
+@click.option("--mode", type=click.Choice(MODES), default="dense", show_default=True, envvar="XSEARCH_MODE",
+              help="Sentence vectors, BM25 keywords, or both fused [$XSEARCH_MODE].")
 @click.option("--scoring", type=click.Choice(SCORINGS), default=None,
               help="Language-agnostic (centered) or plain cosine [default: the index's].")
 @click.option("--rerank/--no-rerank", default=True, show_default=True,
@@ -302,11 +483,12 @@ def _read_queries(query: str | None, queries_file: Any) -> list[str]:
 @click.option("--model", default=None, help="Refuse to run unless the index uses this model.")
 @click.option("--queries", "queries_file", type=click.File("r", encoding="utf-8"),
               help="Run one query per line of FILE (use - for stdin).")
+@click.option("--compact", is_flag=True, help="One line per hit: rank, score, language, path and snippet.")
 @backend_option
 @json_option
 def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | None, mode: str, scoring: str | None,
                rerank: bool, feedback: bool, group_by: str | None, min_score: float, explain: bool,
-               query_lang: str | None, model: str | None, queries_file: Any, backend: str | None,
+               query_lang: str | None, model: str | None, queries_file: Any, compact: bool, backend: str | None,
                as_json: bool) -> None:
     """Search the index with a query in any language."""
     from .index import Index
@@ -329,32 +511,24 @@ def search_cmd(query: str | None, index_dir: str | None, k: int, langs: str | No
     for n, (text, hits) in enumerate(zip(queries, results)):
         if len(queries) > 1:
             out.print(("\n" if n else "") + f"[bold]query:[/] {text}", highlight=False)
-        _print_hits(out, hits)
+        _print_hits(out, hits, compact=compact)
 
 
-def _print_hits(out: Console, hits: list[Hit]) -> None:
-    from rich.text import Text
+def _print_hits(out: Console, hits: list[Hit], *, compact: bool = False) -> None:
+    """Hits for a person: wrapped lines indented under each hit's header (or one line a hit when
+    ``compact``), each path a hyperlink to its passage where stdout is a terminal that shows them."""
+    from .present import hit_block, hit_line
 
     if not hits:
         out.print("no results")
         return
+    link = sys.stdout.isatty() and out.is_terminal and not out.is_dumb_terminal and out.color_system is not None
     for rank, hit in enumerate(hits, 1):
-        line = Text()
-        line.append(f"{rank:>2}. ", style="bold")
-        line.append(f"{hit.score:.3f} ", style="cyan")
-        line.append(f"[{hit.lang or 'und'}] ", style=LANG_STYLE)
-        line.append(display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style="bold blue")
-        if hit.title:
-            line.append(f"  {hit.title}", style="dim")
-        out.print(line, soft_wrap=True)
-        out.print(Text("    ").append_text(snippet(hit.text, hit.highlights)))
-        for more in hit.more:
-            out.print(Text(f"    … {more.score:.3f} ", style="dim").append_text(snippet(more.text, more.highlights, 120)))
-        if hit.translations:
-            out.print(Text("    ").append_text(also_in(hit.translations)), soft_wrap=True)
-        if hit.explain is not None:
-            for row in explain_lines(hit.explain):
-                out.print(Text(f"    {row}", style="dim"), soft_wrap=True)
+        if compact:
+            out.print(hit_line(rank, hit, link=link), no_wrap=True, overflow="ellipsis", soft_wrap=out.soft_wrap)
+            continue
+        for row in hit_block(rank, hit, link=link, wrap=not out.soft_wrap):
+            out.print(row, soft_wrap=out.soft_wrap)
 
 
 @main.command("tui")
@@ -392,6 +566,66 @@ def info_cmd(index_dir: str | None, as_json: bool) -> None:
     ]
     for key, value in rows:
         out.print(f"[bold]{key:<13}[/]{value}", highlight=False)
+
+
+@main.command("ls")
+@index_option
+@json_option
+def ls_cmd(index_dir: str | None, as_json: bool) -> None:
+    """List the folders and files the index was built from: files, documents, chunks and
+    languages of each, when it was last indexed, and what is gone or changed on disk since."""
+    from .index import Index
+
+    index_path = _index_path(index_dir)
+    with Index.open(index_path) as index:
+        rows = index.roots()
+    if as_json:
+        click.echo(json.dumps({"index": str(index_path), "roots": [row.to_dict() for row in rows]},
+                              ensure_ascii=False))
+        return
+    if not rows:
+        stderr_console().print(f"index {index_path} holds nothing yet (add with `xsearch index FOLDER`)", markup=False)
+        return
+    out = stdout_console()
+    out.print(f"[bold]{'STATUS':<8}{'FILES':>7}{'DOCS':>7}{'CHUNKS':>8}  {'LANGUAGES':<22}{'INDEXED':<18}PATH[/]",
+              highlight=False)
+    names = {"texts": "(texts added through the API)", "unrooted": "(files under no recorded folder)"}
+    for row in rows:
+        langs = ", ".join(f"{lang} {n}" for lang, n in list(row.languages.items())[:3]) or "–"
+        if len(row.languages) > 3:
+            langs += ", …"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.indexed_at)) if row.indexed_at else "–"
+        where = display_path(row.path) if row.path is not None else names[row.kind]
+        out.print(f"{row.status:<8}{row.files:>7}{row.documents:>7}{row.chunks:>8}  {langs:<22}{when:<18}{where}",
+                  markup=False, highlight=False)
+        if row.missing_files or row.changed_files:
+            out.print(f"{'':<8}{row.missing_files} files gone, {row.changed_files} changed since indexed",
+                      markup=False, highlight=False)
+
+
+@main.command("rm")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@index_option
+@json_option
+def rm_cmd(paths: tuple[str, ...], index_dir: str | None, as_json: bool) -> None:
+    """Remove files, folders or whole indexed folders from the index, on disk or not.
+
+    A folder the index was built from is forgotten when it is removed whole; removing a part of
+    it leaves the folder, and indexing it again brings that part back. A PATH that matches
+    nothing indexed is an error (exit 2) and nothing is removed.
+    """
+    from .index import Index
+
+    index_path = _index_path(index_dir)
+    with Index.open(index_path) as index:
+        removal = index.remove_paths(paths)
+    if as_json:
+        click.echo(json.dumps({"index": str(index_path), **removal.to_dict()}, ensure_ascii=False))
+        return
+    err = stderr_console()
+    err.print(f"removed {len(removal.files)} files ({removal.documents} documents) from {index_path}", markup=False)
+    for root in removal.roots:
+        err.print(f"forgot folder {display_path(root)}", markup=False)
 
 
 def _human_bytes(n: float) -> str:
@@ -532,16 +766,38 @@ def serve_cmd(index_dir: str | None, host: str, port: int, backend: str | None) 
     An index that does not exist yet is created empty; add documents with POST /documents.
     """
     from .index import Index
-    from .server import run
+    from .server import listen, run
 
     err = stderr_console()
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may search, add and delete "
                   "documents (the API has no authentication)")
-    with Index.open_or_create(_index_path(index_dir), backend=backend) as index:
+    with listen(host, port) as sock, Index.open_or_create(_index_path(index_dir), backend=backend) as index:
         shown = f"[{host}]" if ":" in host else host
         err.print(f"serving {index.path} on http://{shown}:{port} (API docs at /docs)", markup=False)
-        run(index, host=host, port=port)
+        run(index, host=host, port=port, sock=sock)
+
+
+COMPLETION_VAR = "_XSEARCH_COMPLETE"
+"""The environment variable through which a shell asks ``xsearch`` for completions."""
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_cmd(shell: str) -> None:
+    """Print the completion script for SHELL: commands, options and their choices.
+
+    \b
+    bash:  xsearch completion bash > ~/.local/share/bash-completion/completions/xsearch
+    zsh:   xsearch completion zsh > ~/.zfunc/_xsearch   (with fpath+=~/.zfunc before compinit)
+    fish:  xsearch completion fish > ~/.config/fish/completions/xsearch.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completion = get_completion_class(shell)
+    if completion is None:  # click lists these three shells; kept for a click that drops one
+        raise UsageError(f"no completion for {shell}")
+    click.echo(completion(main, {}, "xsearch", COMPLETION_VAR).source())
 
 
 def _register() -> None:

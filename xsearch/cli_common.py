@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+def print_error(message: str) -> None:
+    """The one way a command reports what stopped it: ``error: …`` on one line of stderr."""
+    text = " ".join(message.split())
+    click.secho("error: ", fg="red", bold=True, err=True, nl=False)
+    click.echo(text[:1].lower() + text[1:] if text[1:2].islower() else text, err=True)
+
+
 def stderr_console() -> Console:
     """Where progress, notices and warnings go."""
     from rich.console import Console

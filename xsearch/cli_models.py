@@ -29,7 +29,9 @@ def models_list(as_json: bool) -> None:
         click.echo(json.dumps([m.to_dict() for m in models], ensure_ascii=False))
         return
     table = Table(box=None, header_style="bold")
-    for column in ("name", "kind", "dim", "max len", "cased", "licence", "where"):
+    # a name is what --model takes: it is never cut; the other columns wrap or shrink instead
+    table.add_column("name", no_wrap=True, min_width=max(len(m.card.name) for m in models))
+    for column in ("kind", "dim", "max len", "cased", "licence", "where"):
         table.add_column(column)
     for m in models:
         c = m.card

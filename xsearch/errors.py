@@ -19,6 +19,15 @@ class UsageError(XsearchError):
     exit_code = 2
 
 
+class UnknownLanguageError(UsageError):
+    """A search asked for a language the index holds no passages in (or no language at all)."""
+
+    def __init__(self, message: str, languages: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.languages = languages
+        """The languages the index does hold."""
+
+
 class ExtractionError(XsearchError):
     """A file could not be turned into text; the file is skipped, not fatal."""
 
@@ -27,6 +36,10 @@ class ModelError(XsearchError):
     """A model is missing, cannot be built, or does not fit the index."""
 
     exit_code = 3
+
+
+class UnknownModelError(ModelError):
+    """No model goes by this name: not in the registry, imported, cached or a local folder."""
 
 
 class IndexNotFoundError(XsearchError):

@@ -15,9 +15,11 @@ write gets :class:`IndexLockedError`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -31,7 +33,14 @@ import numpy as np
 
 from ._version import __version__
 from .config import IndexConfig
-from .errors import IndexLockedError, IndexMismatchError, IndexNotFoundError, IndexReadOnlyError, UsageError
+from .errors import (
+    IndexLockedError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexReadOnlyError,
+    UnknownLanguageError,
+    UsageError,
+)
 from .store.db import DB_NAME, TEMP_PREFIX, Store, discard_unfinished, probe
 from .types import ChunkRow
 from .types import Hit, Skipped
@@ -40,6 +49,7 @@ from .vectors import VectorIndex
 if TYPE_CHECKING:
     from .embed.encoder import Encoder
     from .pipeline import IndexProgress, IndexReport, Target, TextItem
+    from .store.roots import Root, RootInfo
 
 LOCK_NAME = "write.lock"
 _LEFTOVERS = {LOCK_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"}
@@ -226,14 +236,45 @@ class Index:
     def encoder(self) -> Encoder:
         """The index's encoder, loaded on first use."""
         if self._encoder is None:
-            with self._encoder_lock:
-                if self._encoder is None:
-                    encoder = _load_encoder(self.config, self.backend)
-                    if encoder.dim != self.store.dim:
-                        raise IndexMismatchError(f"model {self.config.model!r} makes {encoder.dim}-d vectors; "
-                                                 f"index {self.path} holds {self.store.dim}-d vectors")
-                    self._encoder = encoder
+            self._load_encoder_while(lambda: None)
+        assert self._encoder is not None
         return self._encoder
+
+    def _load_encoder_while(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` in this thread while the encoder loads in another (when it is not loaded
+        yet), and return what ``work`` returns once both are done.
+
+        A cold search spends about a second compiling the model; reading the vector index and
+        the database meanwhile hides that much of its other start-up work. The store is used
+        from this thread only (its connection belongs to it).
+        """
+        with self._encoder_lock:
+            if self._encoder is not None:
+                return work()
+            dim = self.store.dim
+            loaded: list[Encoder] = []
+            failed: list[BaseException] = []
+
+            def load() -> None:
+                try:
+                    loaded.append(_load_encoder(self.config, self.backend))
+                except BaseException as exc:  # handed to the calling thread below
+                    failed.append(exc)
+
+            loader = threading.Thread(target=load, name="xsearch-encoder-load", daemon=True)
+            loader.start()
+            try:
+                result = work()
+            finally:
+                loader.join()
+            if failed:
+                raise failed[0]
+            encoder = loaded[0]
+            if encoder.dim != dim:
+                raise IndexMismatchError(f"model {self.config.model!r} makes {encoder.dim}-d vectors; "
+                                         f"index {self.path} holds {dim}-d vectors")
+            self._encoder = encoder
+            return result
 
     # writing --------------------------------------------------------------
     @contextmanager
@@ -264,11 +305,16 @@ class Index:
         return Target(self.store, self.config, lambda: self.encoder)
 
     def add_paths(self, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
-                  exclude: Sequence[str] = (), max_file_bytes: int | None = None,
+                  exclude: Sequence[str] = (), max_file_bytes: int | None = None, follow: bool = False,
                   progress: Callable[[IndexProgress], None] | None = None,
                   cancel: threading.Event | None = None) -> IndexReport:
         """Index files and folders incrementally: new and changed files are embedded,
         files deleted under ``paths`` are removed, unchanged ones are left alone.
+
+        Symlinks inside the folders are passed over unless ``follow`` is set (a path given
+        that is a link is always followed). A file is kept under the path it was found at, a
+        link's path included, so a file a link brought in is removed once the link is gone or
+        no longer followed.
 
         ``progress`` is called as the run goes (from the thread that commits, see
         :func:`~xsearch.pipeline.index_paths`); setting ``cancel`` (from another thread) stops
@@ -280,7 +326,10 @@ class Index:
 
         with self._write_lock():
             report = index_paths(self._target(), paths, include=include, exclude=exclude,
-                                 max_file_bytes=max_file_bytes, progress=progress, cancel=cancel)
+                                 max_file_bytes=max_file_bytes, follow=follow, progress=progress, cancel=cancel)
+            if not report.cancelled:
+                _record_roots(self.store, paths, include=include, exclude=exclude, follow=follow,
+                              max_file_bytes=max_file_bytes)
             started = time.perf_counter()
             stages = self._derive()
             return replace(report, seconds=report.seconds + time.perf_counter() - started,
@@ -324,13 +373,155 @@ class Index:
             raise UsageError("document ids are strings")
         with self._write_lock():
             texts, documents, found = self.store.find_documents(list(ids or []))
-            roots = [Path(p).resolve() for p in paths or []]
+            # a path as given (a followed link's files are stored under it) and as resolved
+            roots = [*(Path(os.path.abspath(p)) for p in paths or []), *(Path(p).resolve() for p in paths or [])]
             files = [p for p in self.store.file_states() if roots and is_under(p, roots)]
             found += self.store.document_keys_of(files)
             if texts or documents or files:
                 self.store.replace_files(texts + files, [], removed_documents=documents)
                 self._derive()
         return list(dict.fromkeys(found))
+
+    # roots: what the index was built from -------------------------------
+    def roots(self) -> list[RootInfo]:
+        """What the index holds, grouped by the folders and files it was indexed from (its
+        roots, each with the options it was indexed with and when), then the files under no
+        recorded root (an index from before roots were kept) and the texts added through the
+        API; with the files gone or changed on disk since (found by a stat, no reading). Reads
+        only, so a read-only index lists too."""
+        from .store.roots import listing
+
+        return listing(self.store)
+
+    def remove_paths(self, paths: Sequence[str | os.PathLike[str]]) -> Removal:
+        """Remove the files indexed at or under each of ``paths`` (on disk or not) and forget
+        the roots at or under them; a root of which only a part is removed stays, and its next
+        run brings that part back if it is still on disk.
+
+        Every path must match an indexed file or a root, else :class:`UsageError` names the
+        first that does not, and nothing is removed."""
+        from .pipeline import is_under
+        from .store import roots as stored_roots
+        from .types import path_to_text
+
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise UsageError(f"paths must be a list, e.g. paths=[{str(paths)!r}]")
+        given = [os.fspath(p) for p in paths]
+        if not given:
+            raise UsageError("give the paths to remove")
+        with self._write_lock():
+            states = self.store.file_states()
+            files: list[str] = []
+            roots: list[str] = []
+            unmatched: list[str] = []
+            for path in given:
+                forms = [Path(os.path.abspath(path)), Path(path).resolve()]
+                matched = [f for f in states if is_under(f, forms)]
+                under = stored_roots.roots_under(self.store, [path_to_text(str(form)) for form in forms])
+                if not matched and not under:
+                    unmatched.append(path_to_text(path))
+                files += matched
+                roots += under
+            if unmatched:
+                more = f" (and {len(unmatched) - 1} more)" if len(unmatched) > 1 else ""
+                raise UsageError(f"not in the index: {unmatched[0]}{more}; nothing removed (see `xsearch ls`)")
+            files = list(dict.fromkeys(files))
+            documents = self.store.document_keys_of(files)
+            if files:
+                self.store.replace_files(files, [])
+            stored_roots.forget(self.store, dict.fromkeys(roots))
+            if files:
+                self._derive()
+        return Removal(files=tuple(files), documents=len(documents), roots=tuple(dict.fromkeys(roots)))
+
+    def sync(self, *, prune: bool = False, progress: Callable[[IndexProgress], None] | None = None,
+             cancel: threading.Event | None = None) -> SyncReport:
+        """Run :meth:`add_paths` again over every root the index records, each with the options
+        it was indexed with: new and changed files are embedded, deleted ones removed.
+
+        A root gone from disk is left alone and named in ``missing``; with ``prune`` it is
+        forgotten with its files (:meth:`remove_paths`). :class:`UsageError` if the index
+        records no root."""
+        from .store.roots import recorded
+        from .types import text_to_path
+
+        known = recorded(self.store)
+        if not known:
+            raise UsageError(f"index {self.path} records no folders to index again; give the files or folders "
+                             "to index (an index made before roots were kept records them on its next run)")
+        missing = [root.path for root in known if not os.path.exists(text_to_path(root.path))]
+        report = self._run_roots([(text_to_path(root.path), root.options) for root in known
+                                  if root.path not in missing], progress=progress, cancel=cancel)
+        if prune and missing:
+            self.remove_paths([text_to_path(path) for path in missing])
+        return SyncReport(report, missing=tuple(missing), pruned=bool(prune and missing))
+
+    def _run_roots(self, roots: Sequence[tuple[str, Mapping[str, Any]]], *,
+                   progress: Callable[[IndexProgress], None] | None = None,
+                   cancel: threading.Event | None = None) -> IndexReport:
+        """One :meth:`add_paths` run per set of options over ``roots`` (paths with their options),
+        as one report."""
+        from .pipeline import IndexReport
+
+        runs: dict[str, list[str]] = {}
+        for path, options in roots:
+            runs.setdefault(json.dumps(dict(options), sort_keys=True), []).append(path)
+        reports = []
+        for key, paths in runs.items():
+            if cancel is not None and cancel.is_set():
+                break
+            options = json.loads(key)
+            reports.append(self.add_paths(paths, include=options.get("include") or (),
+                                          exclude=options.get("exclude") or (), follow=bool(options.get("follow")),
+                                          max_file_bytes=options.get("max_file_bytes"), progress=progress,
+                                          cancel=cancel))
+        return _merged(reports) if reports else IndexReport()
+
+    def watch(self, paths: Sequence[str | os.PathLike[str]] | None = None, *, include: Sequence[str] = (),
+              exclude: Sequence[str] = (), max_file_bytes: int | None = None, follow: bool = False,
+              on_run: Callable[[IndexReport], None] | None = None, stop: threading.Event | None = None,
+              debounce_ms: int = 400) -> None:
+        """Keep the index current as files change, until ``stop`` is set.
+
+        First one run over ``paths`` with the options given (:meth:`add_paths`), or with no
+        ``paths`` over every recorded root with its own (:meth:`sync`, missing roots left
+        alone). Then each batch of changes the file system reports (``watchfiles`` gathers
+        them for ``debounce_ms``) starts one run over the roots the changes lie under.
+        ``on_run`` gets each run's report, the first one's included. Setting ``stop`` (from a
+        signal handler or another thread) cancels a run at its next group of files, keeping
+        what it committed, and ends the watch.
+        """
+        import watchfiles
+
+        from .store.roots import inside
+        from .types import text_to_path
+
+        stop = stop or threading.Event()
+        notify = on_run or (lambda _report: None)
+        if paths is None:
+            first = self.sync(cancel=stop)
+            roots = [(text_to_path(root.path), root.options) for root in _recorded_roots(self.store)
+                     if root.path not in first.missing]
+            notify(first.report)
+        else:
+            options = {"include": list(include), "exclude": list(exclude), "follow": follow,
+                       "max_file_bytes": max_file_bytes}
+            roots = [(os.fspath(path), options) for path in paths]
+            notify(self._run_roots(roots, cancel=stop))
+        if not roots or stop.is_set():
+            return
+        real = [(str(Path(path).resolve()), path, options) for path, options in roots]
+        folders = sorted({where if os.path.isdir(where) else os.path.dirname(where) for where, _, _ in real})
+        own = str(self.path.resolve())
+        for changes in watchfiles.watch(*folders, stop_event=stop, debounce=debounce_ms, step=50,
+                                        raise_interrupt=False):
+            changed = [path for _, path in changes if not inside(path, own)]
+            touched = [(path, options) for where, path, options in real
+                       if any(inside(change, where) for change in changed) and os.path.exists(path)]
+            if touched:
+                notify(self._run_roots(touched, cancel=stop))
+            if stop.is_set():
+                break
 
     def _derive(self) -> dict[str, float]:
         """After a write: bring the vector index up to date and save it, then link the new
@@ -369,7 +560,10 @@ class Index:
           ``{"path": "*.md"}``, ``{"topic": "biology"}`` or ``{"year": {"in": [2023, 2024]}}``
           (every entry must hold; see :mod:`xsearch.search.filters`). Filters apply before the
           top ``k`` is cut, so ``k`` hits come back whenever ``k`` passages match.
-        - ``langs``: only passages in these languages (the same as a ``"lang"`` filter).
+        - ``langs``: only passages in these languages (the same as a ``"lang"`` filter). A
+          language is a code the index holds, or a tag or name that langcodes maps to one
+          (``"deu"``, ``"German"``, ``"Deutsch"``); any other raises
+          :class:`~xsearch.errors.UnknownLanguageError` naming the languages the index holds.
         - ``mode``: ``"dense"`` (sentence vectors), ``"lexical"`` (BM25 over trigrams, for exact
           names and codes) or ``"hybrid"`` (both, by reciprocal rank fusion).
         - ``scoring``: ``"centered"`` (language-agnostic) or ``"plain"`` cosine for the dense
@@ -396,11 +590,15 @@ class Index:
         queries = list(queries)
         if not all(isinstance(q, str) for q in queries):
             raise UsageError("queries must be a list of strings")
+        if not all(q.strip() for q in queries):
+            raise UsageError("a query is empty: ask for something")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise UsageError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
         if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
             raise UsageError(f"min_score must be a number from 0 to 1, not {min_score!r}")
         k = int(k)
+        Filters.parse(filters, langs=langs)  # the shapes first: a language check needs strings
+        filters, langs = self._held_languages(filters, langs)
         checked = Filters.parse(filters, langs=langs)
         scoring = scoring or self.config.scoring
         if scoring not in SCORINGS:
@@ -411,14 +609,36 @@ class Index:
             raise UsageError(f"cannot group by {group_by!r}; choose one of {', '.join(GROUPINGS)}")
         if not queries:
             return []
-        encoder = self.encoder if mode != "lexical" else None
         with self.store.snapshot():
-            ann = self.vectors.sync(save=False) if mode != "lexical" else None
+            if mode == "lexical":
+                encoder, ann = None, None
+            else:
+                ann = self._load_encoder_while(lambda: self.vectors.sync(save=False))
+                encoder = self.encoder
             allowed = self.store.chunk_ids_where(*checked.where()) if checked is not None else None
+            # Decided once: a writer storing the first token vectors meanwhile must not switch
+            # reranking on halfway through this search (its queries were encoded without tokens).
+            reranking = rerank and self.store.token_codec() is not None
             return run_search(self.store, ann, encoder, queries, k, mode=mode, scoring=scoring,
                               allowed=allowed, query_lang=query_lang,
-                              rerank_candidates=RERANK_CANDIDATES if rerank else 0, feedback=bool(feedback),
+                              rerank_candidates=RERANK_CANDIDATES if reranking else 0, feedback=bool(feedback),
                               explain=bool(explain), group_by=group_by, min_score=float(min_score))
+
+    def _held_languages(self, filters: Mapping[str, Any] | None,
+                        langs: Sequence[str] | None) -> tuple[Mapping[str, Any] | None, list[str] | None]:
+        """``filters`` and ``langs`` with every language asked for as one the index holds (a
+        name such as ``"German"`` or ``"Deutsch"``, or a three-letter code, becomes its code);
+        :class:`UnknownLanguageError` for a language with no passages here."""
+        if isinstance(langs, str):
+            raise UsageError(f"langs must be a list of language codes, e.g. [{langs!r}]")
+        asked = filters.get("lang") if filters is not None else None
+        if not langs and asked is None:
+            return filters, list(langs) if langs is not None else None
+        held = self.languages()
+        if asked is not None:
+            values = [asked] if isinstance(asked, str) else asked
+            filters = {**filters, "lang": [_held_language(value, held) for value in values]}
+        return filters, [_held_language(value, held) for value in langs] if langs is not None else None
 
     def context(self, chunk_id: int, *, before: int = 1, after: int = 1) -> list[ChunkRow]:
         """The chunk ``chunk_id`` with up to ``before``/``after`` neighbours of its document, in order."""
@@ -442,14 +662,70 @@ class Index:
             counts = self.store.counts()
             languages = self.store.languages()
             links = self.store.link_count()
+            dim, generation = self.store.dim, self.store.generation  # checked: a damaged value is an error
         return IndexInfo(
             path=str(self.path), files=counts["files"], documents=counts["documents"], chunks=counts["chunks"],
             languages=languages, model=self.config.model, pooling=self.config.pooling,
-            layer=self.config.layer, dim=int(settings.get("dim", 0)), index_type=settings.get("factory", "Flat"),
-            generation=int(settings.get("generation", 0)), bytes_on_disk=_bytes_in(self.path),
+            layer=self.config.layer, dim=dim, index_type=settings.get("factory", "Flat"),
+            generation=generation, bytes_on_disk=_bytes_in(self.path),
             version=settings.get("xsearch_version", ""), settings=settings, texts=counts["texts"],
             translations=links,
         )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What :meth:`Index.remove_paths` removed."""
+
+    files: tuple[str, ...]
+    """The files removed (text forms, see :func:`~xsearch.types.path_to_text`)."""
+    documents: int
+    roots: tuple[str, ...]
+    """The roots forgotten."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``xsearch rm --json``."""
+        return {"files": len(self.files), "documents": self.documents, "roots": list(self.roots),
+                "removed": list(self.files)}
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What :meth:`Index.sync` did."""
+
+    report: IndexReport
+    """The runs over the roots still on disk, as one report."""
+    missing: tuple[str, ...] = ()
+    """Recorded roots no longer on disk."""
+    pruned: bool = False
+    """Whether the missing roots were forgotten with their files."""
+
+
+def _merged(reports: Sequence[IndexReport]) -> IndexReport:
+    """Several runs' reports as one: counts and seconds summed."""
+    stages: dict[str, float] = {}
+    for report in reports:
+        for name, seconds in report.stages.items():
+            stages[name] = stages.get(name, 0.0) + seconds
+    summed = {name: sum(getattr(r, name) for r in reports)
+              for name in ("files_seen", "files_added", "files_updated", "files_removed", "files_unchanged",
+                           "documents_added", "chunks_added", "seconds")}
+    return replace(reports[0], **summed, skipped=tuple(s for r in reports for s in r.skipped),
+                   cancelled=any(r.cancelled for r in reports), stages=stages)
+
+
+def _record_roots(store: Store, paths: Sequence[str | os.PathLike[str]], **options: Any) -> None:
+    """Record ``paths`` as the index's roots (real absolute paths, as their files are stored)."""
+    from .store.roots import record
+    from .types import path_to_text
+
+    record(store, [path_to_text(str(Path(path).resolve())) for path in paths], options)
+
+
+def _recorded_roots(store: Store) -> list[Root]:
+    from .store.roots import recorded
+
+    return recorded(store)
 
 
 def _bytes_in(folder: Path) -> int:
@@ -506,10 +782,49 @@ def _text_items(texts: Sequence[str], metadata: Sequence[Mapping[str, Any] | Non
     return items
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+LANGUAGES_SHOWN = 40
+"""Most of the index's languages an unknown-language error lists."""
+
+
+def _held_language(value: str, held: Mapping[str, int]) -> str:
+    """``value`` as the code of a language ``held`` has passages in: the code itself, or the
+    code that :mod:`langcodes` gives a tag (``deu``, ``pt-BR``) or a name in any language
+    (``German``, ``Deutsch``, ``allemand``)."""
+    if value in held:
+        return value
+    codes = _language_codes(value)
+    found = next((code for code in codes if code in held), None)
+    if found is not None:
+        return found
+    shown = sorted(held)
+    holds = (", ".join(shown[:LANGUAGES_SHOWN]) + (", …" if len(shown) > LANGUAGES_SHOWN else "")) if shown \
+        else "no passages yet"
+    if not codes:
+        named = " (not a language code or a language name known here; give codes such as de,ja)"
+    else:
+        named = f" ({codes[0]})" if codes[0] != value.lower() else ""
+    raise UnknownLanguageError(f"no documents in {value!r}{named}; this index holds {holds}", tuple(shown))
+
+
+def _language_codes(value: str) -> list[str]:
+    """The languages ``value`` may mean, as langcodes reads it: a language tag's language
+    (``deu`` is ``de``), then the language of that name; empty when it is neither."""
+    import langcodes
+
+    codes = []
+    if _LANGUAGE_TAG.fullmatch(value):
+        with contextlib.suppress(ValueError):  # langcodes' LanguageTagError: not a well-formed tag
+            codes.append(langcodes.Language.get(value).language)
+    with contextlib.suppress(LookupError):  # no language has this name
+        codes.append(langcodes.find(value).language)
+    return [str(code) for code in dict.fromkeys(codes) if code]
+
+
 def _load_encoder(config: IndexConfig, backend: str | None) -> Encoder:
     from .embed.encoder import Encoder
 
     return Encoder.load(config.model, pooling=config.pooling, layer=config.layer, backend=backend)
 
 
-__all__ = ["Index", "IndexInfo", "Skipped", "default_index_path"]
+__all__ = ["Index", "IndexInfo", "Removal", "Skipped", "SyncReport", "default_index_path"]

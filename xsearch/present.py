@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.text import Text
 
-    from .types import Translation
+    from .types import Hit, Translation
 
 HIGHLIGHT_STYLE = "bold yellow"
 LANG_STYLE = "magenta"
@@ -20,6 +21,11 @@ EXPLAIN_NAMES = {"translation_of_best": "feedback"}
 """Shorter names for some entries of :attr:`xsearch.Hit.explain`; the others show as they are."""
 MATCHED_SHOWN = 6
 """Aligned words listed on the ``matched:`` line; the count of the rest follows."""
+INDENT = 4
+"""Columns the lines under a hit's header are indented by, wrapped lines included."""
+PATH_STYLE = "bold blue"
+NO_LINES = (".pdf", ".docx")
+"""Formats whose text has no lines in the file: their links point at the file, not a line."""
 
 
 def display_path(path: str) -> str:
@@ -125,3 +131,86 @@ def explain_lines(explain: Mapping[str, Any]) -> list[str]:
 
 def _word(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def file_link(path: str, text: str, record: int = 0) -> str:
+    """A ``file://`` URL of the passage ``text`` of ``path`` for a terminal hyperlink (OSC 8):
+    the host name as the OSC 8 convention asks, and the passage's line as the fragment
+    (``file://host/notes/a.txt#12``), which terminals such as kitty hand to an editor. Files
+    without lines (PDF, Word) get no fragment."""
+    import socket
+    from urllib.parse import quote
+
+    url = f"file://{quote(socket.gethostname())}{quote(os.path.abspath(path))}"
+    return url if path.lower().endswith(NO_LINES) else f"{url}#{source_line(path, text, record)}"
+
+
+def hit_header(rank: int, hit: Hit, *, link: bool = False) -> Text:
+    """``rank. score [lang] path#record  title``; the path a ``file://`` hyperlink to the passage
+    when ``link``."""
+    from rich.style import Style
+    from rich.text import Text
+
+    line = Text()
+    line.append(f"{rank:>2}. ", style="bold")
+    line.append(f"{hit.score:.3f} ", style="cyan")
+    line.append(f"[{hit.lang or 'und'}] ", style=LANG_STYLE)
+    path_style = Style.parse(PATH_STYLE)
+    if link and hit.path:
+        path_style += Style(link=file_link(hit.path, hit.text, hit.record))
+    line.append(display_path(hit.path) + (f"#{hit.record}" if hit.record else ""), style=path_style)
+    if hit.title:
+        line.append(f"  {hit.title}", style="dim")
+    return line
+
+
+def hit_block(rank: int, hit: Hit, *, link: bool = False, wrap: bool = True) -> list[RenderableType]:
+    """A hit as printed: its header, then its snippet, other passages, language versions and
+    explanation, each indented by :data:`INDENT` columns. With ``wrap``, long lines wrap to the
+    same indent; without it (output for a pipe) each stays one line."""
+    from rich.text import Text
+
+    def indented(text: Text, first: int = INDENT) -> RenderableType:
+        return Hanging(text, first) if wrap else Text(" " * first).append_text(text)
+
+    rows: list[RenderableType] = [indented(hit_header(rank, hit, link=link), 0),
+                                  indented(snippet(hit.text, hit.highlights))]
+    for more in hit.more:
+        rows.append(indented(Text(f"… {more.score:.3f} ", style="dim").append_text(
+            snippet(more.text, more.highlights, 120))))
+    if hit.translations:
+        rows.append(indented(also_in(hit.translations)))
+    if hit.explain is not None:
+        rows.extend(indented(Text(row, style="dim")) for row in explain_lines(hit.explain))
+    return rows
+
+
+class Hanging:
+    """``text`` wrapped to the console's width with every line but the first indented by
+    :data:`INDENT` columns, the first by ``first``; no line is padded with trailing spaces."""
+
+    def __init__(self, text: Text, first: int = INDENT) -> None:
+        self.text = text
+        self.first = first
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        rest, indent = self.text, self.first
+        while rest.plain.strip():
+            line = rest.wrap(console, max(1, options.max_width - indent))[0]
+            if not line.plain:  # never stall on a line wrapping left empty
+                line = rest[:1]
+            rest = rest[len(line.plain):]
+            rest = rest[len(rest.plain) - len(rest.plain.lstrip()):]
+            line.rstrip()
+            yield Text(" " * indent).append_text(line)
+            indent = INDENT
+
+
+def hit_line(rank: int, hit: Hit, *, link: bool = False) -> Text:
+    """A hit on one line: its header, then its snippet (``--compact``)."""
+    line = hit_header(rank, hit, link=link)
+    line.append("  ")
+    line.append_text(snippet(hit.text, hit.highlights))
+    return line

@@ -6,6 +6,7 @@
   through it.
 - :func:`blas`: the process's BLAS libraries, found once, for limiting their threads.
 - :func:`sha256_file`: a file's content hash, read in pieces.
+- :func:`cache_dir`: where derived files (models, compiled encoders) are kept.
 
 Nothing heavy is imported until one of these functions is called.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,6 +37,17 @@ def configure_process() -> None:
     it, so this takes effect only when called before numpy is imported, as the entry points do.
     """
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+
+
+def cache_dir() -> Path:
+    """Where xsearch keeps what it builds or derives once (models, compiled encoders, the language
+    model's arrays): ``$XSEARCH_CACHE_DIR`` or the user cache dir."""
+    env = os.environ.get("XSEARCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("xsearch"))
 
 
 def cpu_count() -> int:

@@ -8,14 +8,17 @@ runs it with uvicorn (:func:`run`). Endpoints:
 - ``POST /search/batch``: ``{"queries": [...], ...}`` -> ``{"results": [{"hits"}...], "took_ms"}``
 - ``POST /documents``: ``{"documents": [{"text", "metadata", "id"}...]}`` -> ``{"ids"}``
 - ``DELETE /documents/{id}``: -> ``{"deleted": [id]}``, 404 for an unknown id
-- ``GET /info``, ``GET /health``; OpenAPI docs at ``/docs``, the schema at ``/openapi.json``.
+- ``GET /info``, ``GET /health``; OpenAPI docs at ``/docs`` (Swagger UI) and ``/redoc``, served
+  with their scripts from the ``fastapi-offline`` package (no network needed), the schema at
+  ``/openapi.json``.
 
 A hit is :meth:`xsearch.Hit.to_dict`: ``more``, ``translations`` and ``explain`` appear only when
 the search gives them (grouped results, ``explain``). Bad bodies get 422 with pydantic's account
 of what is wrong, without quoting the input: values of the wrong type (strictly: ``"k": "5"`` is
 refused), ``k`` over :data:`~xsearch.config.MAX_K`, text holding a lone surrogate (``"\\ud800"``
 is not Unicode), filters over the limits of :mod:`xsearch.search.filters`, metadata over those of
-:func:`xsearch.ingest.extract.check_metadata`. Bodies over :data:`MAX_BODY_BYTES` get 413, a write
+:func:`xsearch.ingest.extract.check_metadata`, a ``lang`` filter naming a language the index holds
+no passages in (the reason lists those it holds). Bodies over :data:`MAX_BODY_BYTES` get 413, a write
 while another process writes 409. Metadata that an older version stored and JSON cannot carry is
 sent with NaN as null, and empty when it nests deeper than
 :data:`~xsearch.ingest.extract.MAX_JSON_DEPTH`. Endpoints are plain functions, so FastAPI runs
@@ -25,8 +28,11 @@ them in its thread pool: the model and the index are used from several threads a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal
@@ -35,11 +41,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ._version import __version__
 from .config import GROUPINGS, MAX_K, MODES
-from .errors import IndexLockedError, ModelError, UsageError, XsearchError
+from .errors import IndexLockedError, ModelError, UnknownLanguageError, UsageError, XsearchError
 from .index import Index
 from .ingest.extract import check_metadata, json_value
 from .runtime import configure_process
@@ -52,6 +59,10 @@ MAX_DOCUMENTS = 1000
 """Most documents in one ``POST /documents``."""
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """Largest request body accepted (413 above it)."""
+DOCS_ASSETS = "/docs-assets"
+"""Where the scripts and styles of ``/docs`` and ``/redoc`` are served from."""
+SHUTDOWN_SECONDS = 1
+"""How long ``xsearch serve`` lets requests in flight finish after Ctrl+C before it stops."""
 
 
 def _no_surrogates(text: str) -> str:
@@ -262,12 +273,15 @@ _STATUS = ((IndexLockedError, 409), (UsageError, 400), (ModelError, 503))
 
 def create_app(index: Index, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """A FastAPI app serving ``index`` (which stays the caller's to close)."""
-    app = FastAPI(title="xsearch", version=__version__,
-                  description="Multilingual semantic search over one xsearch index.")
+    app = FastAPIOffline(title="xsearch", version=__version__, static_url=DOCS_ASSETS,
+                         description="Multilingual semantic search over one xsearch index.")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(XsearchError)
     def _library_error(_request: Request, exc: XsearchError) -> JSONResponse:
+        if isinstance(exc, UnknownLanguageError):  # a bad value of the body, told as validation errors are
+            error = {"type": "value_error", "loc": ["body", "filters", "lang"], "msg": " ".join(str(exc).split())}
+            return JSONResponse({"detail": _plain([error])}, status_code=422)
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         return JSONResponse({"detail": _unicode(" ".join(str(exc).split()))}, status_code=status)
 
@@ -314,6 +328,12 @@ def create_app(index: Index, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI
     def info() -> dict[str, Any]:
         """Counts, languages, model and size of the index."""
         return index.info().to_dict()
+
+    @app.get("/roots")
+    def roots() -> dict[str, Any]:
+        """What the index was built from, as `xsearch ls --json` lists it: each folder with its
+        counts and what is gone or changed on disk since, the files under no folder, the texts."""
+        return {"roots": [row.to_dict() for row in index.roots()]}
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -391,13 +411,48 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def run(index: Index, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Load the model, then serve ``index`` on ``host:port`` until interrupted."""
+def run(index: Index, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+        sock: socket.socket | None = None) -> None:
+    """Load the model, then serve ``index`` on ``host:port`` until interrupted; then stop within
+    :data:`SHUTDOWN_SECONDS`, open connections and requests in flight included.
+
+    ``sock`` is a socket :func:`listen` bound to ``host:port`` already; without it, ``run``
+    binds one first.
+    """
     import uvicorn
 
     configure_process()
-    index.warm()
-    uvicorn.run(create_app(index), host=host, port=port, log_level=log_level)
+    with sock or listen(host, port) as sock:
+        index.warm()
+        config = uvicorn.Config(create_app(index), host=host, port=port, log_level=log_level,
+                                timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+        logging.getLogger("uvicorn.error").addFilter(_no_shutdown_tracebacks)  # after Config set logging up
+        uvicorn.Server(config).run(sockets=[sock])
 
 
-__all__ = ["MAX_BODY_BYTES", "MAX_DOCUMENTS", "MAX_QUERIES", "create_app", "run"]
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` as uvicorn binds one (address reuse on), for
+    :func:`run`; :class:`UsageError` when it cannot be (a port in use, a host not of this
+    machine)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()} "
+                         "(choose another --port or --host)") from exc
+    return sock
+
+
+def _no_shutdown_tracebacks(record: logging.LogRecord) -> bool:
+    """Leave out the traceback of each request that shutdown cut short: uvicorn's line "Cancel N
+    running task(s)" already says so."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+__all__ = ["DOCS_ASSETS", "MAX_BODY_BYTES", "MAX_DOCUMENTS", "MAX_QUERIES", "create_app", "listen", "run"]

@@ -19,11 +19,12 @@ The codec itself is saved with :meth:`TokenCodec.to_bytes`::
 where the header names the kind, dimension, ``m``, ``nlist`` and the length and CRC-32 of the
 serialized FAISS codebook (empty for ``fp16``).
 
-A model's ``pq`` codec is trained once, on xsearch's calibration texts, by the encoder
-(:meth:`xsearch.embed.encoder.Encoder.token_codec`), and a new index stores its token vectors
-with it (:meth:`xsearch.store.db.Store.set_token_codec`); an index whose settings ask for
-another kind trains its own on its first token vectors. The codec sits below both layers so
-that both can use it.
+A new index trains its codec on the token vectors of its first write. When that write is small
+(:data:`xsearch.pipeline.MODEL_CODEC_BELOW`), it takes the model's ``pq`` codec instead, trained
+once on xsearch's calibration texts by the encoder
+(:meth:`xsearch.embed.encoder.Encoder.token_codec`) and offered to the store
+(:meth:`xsearch.store.db.Store.set_token_codec`); an index whose settings ask for another kind
+always trains its own. The codec sits below both layers so that both can use it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ MAGIC = b"XSTOKCDC"
 FORMAT_VERSION = 1
 MIN_TRAIN_TOKENS = 256
 """Fewest training vectors for a trained kind: each 8-bit sub-quantizer has 256 centroids."""
-MAX_TRAIN_TOKENS = 65_536
-"""Training uses a seeded sample of at most this many vectors (FAISS's own k-means cap)."""
+MAX_TRAIN_TOKENS = 16_384
+"""Training uses a seeded sample of at most this many vectors: 64 per centroid. Training time grows
+with the sample; on bible-nt-7 token vectors, codebooks from 16,384 reconstruct held-out tokens
+at a mean cosine of 0.951, against 0.953 from 60,000 (FAISS's own cap is 65,536)."""
+TRAIN_ITERATIONS = 8
+"""k-means iterations per sub-quantizer (FAISS's default is 25). On 8,000 bible-nt-7 token
+vectors, 8 took a third of the CPU time of 25 for a held-out cosine of 0.9502 against 0.9503."""
 DEFAULT_M = 48
 DIMS_PER_CODE = 8
 """Dimensions per one-byte code in :meth:`TokenCodec.for_vectors`: 384-d tokens take 48 bytes."""
@@ -110,10 +116,15 @@ class TokenCodec:
         faiss = runtime.faiss()
         factory = f"PQ{m}x8" if kind == "pq" else f"IVF{nlist},PQ{m}x8"
         index = faiss.index_factory(dim, factory)
-        index.pq.cp.seed = seed
+        clusterings = [index.pq.cp] + ([index.cp] if kind == "ivfpq" else [])
+        for clustering in clusterings:
+            clustering.seed = seed
+            clustering.niter = TRAIN_ITERATIONS
+            # FAISS warns on stderr below 39 points per centroid; the codebooks are the same without
+            # the warning, and a small index's first write is often that small
+            clustering.min_points_per_centroid = 1
         index.do_polysemous_training = False  # the factory turns it on; it only reorders codes, slowly
         if kind == "ivfpq":
-            index.cp.seed = seed
             index.by_residual = True
         index.train(x)
         return cls(kind, dim, m=m, nlist=nlist if kind == "ivfpq" else 0, index=index)

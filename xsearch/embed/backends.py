@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """A model's forward pass: ``(input_ids, attention_mask)`` int64 arrays to float32 hidden states.
-A runner may have a ``width_step``: it wants one text padded to a multiple of that many tokens."""
+A runner may have a ``width_step``: it wants one text padded to a multiple of that many tokens;
+and a ``run_batches`` method: an iterable of such pairs to their hidden states, in order, with
+several batches running at once (the encoder uses it for more than one batch)."""
 
 COMPILED = ("openvino", "onnx")
 """The backends that run a model built once from the torch one: each is a module of this

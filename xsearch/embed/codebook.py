@@ -5,8 +5,9 @@ The codebooks depend on the model, not on the documents, so they are trained onc
 (and layer and backend) on the content tokens (:func:`~xsearch.embed.tokens.content_tokens`)
 of xsearch's calibration texts (:mod:`~xsearch.embed.calibration`: 24 languages and scripts)
 encoded as passages, and cached beside the model's builds (``<cache>/token-codecs/<key>``,
-written atomically by :func:`~xsearch.embed.export.build_cached`), instead of being trained
-on the first documents of every new index.
+written atomically by :func:`~xsearch.embed.export.build_cached`). A new index whose first
+write holds too few tokens to train codebooks of its own takes these (see
+:data:`xsearch.pipeline.MODEL_CODEC_BELOW`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .tokens import content_tokens
 if TYPE_CHECKING:
     from .encoder import Encoder
 
-FORMAT_VERSION = 1
-"""Bumped whenever the training texts or the codec's kind or size change."""
+FORMAT_VERSION = 2
+"""Bumped whenever the training texts, the training or the codec's kind or size change."""
 CODEC_FILE = "token-codec.bin"
 KIND = "pq"
 

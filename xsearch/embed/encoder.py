@@ -12,7 +12,6 @@ and builds what is missing (:mod:`~xsearch.embed.transformer`).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import runtime
 from .backends import COMPILED, EncoderInfo, ModelFacts, Runner, compiled_module, compiled_runner, default_backend
 
 __all__ = ["COMPILED", "Encoder", "EncoderInfo", "ModelFacts", "Runner", "TokenEmbeddings", "compiled_module",
@@ -117,7 +117,7 @@ class Encoder:
         """
         from .prebuilt import load_prebuilt
 
-        threads = threads or os.cpu_count() or 1
+        threads = threads or runtime.cpu_count()
         loaded = load_prebuilt(model, pooling=pooling, layer=layer, max_length=max_length, threads=threads,
                                backend=backend)
         if loaded is None:
@@ -193,16 +193,15 @@ class Encoder:
             return out, token_results
         encodings = self.tokenizer.encode([prefix + t for t in texts], max_length=self.info.max_length)
         ids = [encoding.ids for encoding in encodings]
-        for batch in token_budget_batches([len(x) for x in ids], batch_tokens):
-            width = max(len(ids[i]) for i in batch)
-            if len(batch) == 1:
-                width = self._padded(width)
-            input_ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(ids[i])] = ids[i]
-                mask[row, : len(ids[i])] = 1
-            hidden = np.asarray(self._runner(input_ids, mask), dtype=np.float32)
+        batches = list(token_budget_batches([len(x) for x in ids], batch_tokens))
+        inputs = [self._batch_input(ids, batch) for batch in batches]
+        run_batches = getattr(self._runner, "run_batches", None)
+        if run_batches is not None and len(batches) > 1:  # many batches: the runner's parallel streams
+            hidden_states = run_batches(inputs)
+        else:  # one text or one batch: one forward pass at the lowest latency
+            hidden_states = (self._runner(input_ids, mask) for input_ids, mask in inputs)
+        for batch, (_, mask), hidden in zip(batches, inputs, hidden_states):
+            hidden = np.asarray(hidden, dtype=np.float32)
             out[batch] = normalize(pool(hidden, mask, self.info.pooling))
             if tokens:
                 for row, i in enumerate(batch):
@@ -210,6 +209,18 @@ class Encoder:
                         texts[i], len(prefix), ids[i], encodings[i].offsets, encodings[i].special_tokens_mask,
                         hidden[row, : len(ids[i])])
         return out, token_results
+
+    def _batch_input(self, ids: list[list[int]], batch: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The padded ``(input_ids, attention_mask)`` of the texts ``batch`` (indices into ``ids``)."""
+        width = max(len(ids[i]) for i in batch)
+        if len(batch) == 1:
+            width = self._padded(width)
+        input_ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, i in enumerate(batch):
+            input_ids[row, : len(ids[i])] = ids[i]
+            mask[row, : len(ids[i])] = 1
+        return input_ids, mask
 
     def _token_result(self, text: str, shift: int, ids: list[int], offsets: list[tuple[int, int]],
                       special: list[int], vectors: np.ndarray) -> TokenEmbeddings:
@@ -237,14 +248,16 @@ class Encoder:
             offsets=np.array(spans, dtype=np.int32).reshape(-1, 2),
             special=np.array([bool(special[i]) for i in keep], dtype=bool),
             vectors=np.ascontiguousarray(vectors[keep], dtype=np.float32),
-            truncated=self.count_tokens([text])[0] > content_tokens,
+            # a text shorter than the limit was not cut: counting it again is needed only at the limit
+            truncated=len(ids) >= self.info.max_length and self.count_tokens([text])[0] > content_tokens,
         )
 
     def token_codec(self) -> TokenCodec:
         """The codec that stores this model's token vectors compactly: a product quantizer
         trained once per model (and layer and backend) on xsearch's calibration texts, cached
-        beside the model's builds (see :mod:`~xsearch.embed.codebook`). A new index stores its
-        token vectors with it (``Store.set_token_codec``) instead of training its own."""
+        beside the model's builds (see :mod:`~xsearch.embed.codebook`). A new index whose first
+        write is small stores its token vectors with it (``Store.set_token_codec``) instead of
+        training its own."""
         with self._codec_lock:
             if self._codec is None:
                 from .codebook import model_token_codec

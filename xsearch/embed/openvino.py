@@ -13,14 +13,15 @@ result (:func:`~xsearch.embed.export.build_cached`) as ``model.xml`` and ``model
 :func:`target`.
 
 :class:`Runner` runs it, one inference request per calling thread, from the model compiled for
-this CPU once and cached beside it.
+this CPU once and cached beside it: single texts with all threads on one request, batches of
+passages in parallel throughput streams (:meth:`Runner.run_batches`).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,28 +119,85 @@ def build(transformer: Any, tokenizer: Tokenizer, model_dir: Path, info: Encoder
 
 
 class Runner:
-    """Runs the model built into ``folder``: ``(input_ids, attention_mask)`` int64 arrays to hidden states."""
+    """Runs the model built into ``folder``: ``(input_ids, attention_mask)`` int64 arrays to hidden states.
+
+    One text at a time (a query) runs on all ``threads`` at once, for latency; many batches
+    (:meth:`run_batches`, passages to index) run side by side in throughput streams of fewer
+    threads each, compiled on first use. On two cores, two one-thread streams encode 5% more
+    tokens per second than one two-thread stream, and 23% more while another process keeps a core
+    busy, since a stream that waits for its core holds up only its own batch. Each stream keeps
+    its own buffers: indexing peaks about 0.7 GB higher than with one stream.
+    """
 
     width_step = WIDTH_STEP
 
     def __init__(self, folder: Path, *, threads: int) -> None:
+        self._path = folder / MODEL_FILE
+        self._folder = folder
+        self._threads = threads
+        self._model = self._compile("LATENCY")
+        self._inputs = {i.get_any_name() for i in self._model.inputs}
+        self._streams: Any = None
+        self._streams_lock = threading.Lock()
+        self._local = threading.local()
+
+    def _compile(self, hint: str) -> Any:
         import openvino as ov
 
-        path = folder / MODEL_FILE
         # CACHE_DIR keeps the compiled blob beside the model: loads take 0.1 s instead of 2 s
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32", "CACHE_DIR": str(folder / COMPILED_DIR)}
+        config = {"INFERENCE_NUM_THREADS": self._threads, "PERFORMANCE_HINT": hint,
+                  "INFERENCE_PRECISION_HINT": "f32", "CACHE_DIR": str(self._folder / COMPILED_DIR)}
         try:
-            self._model = ov.Core().compile_model(str(path), "CPU", config)
+            return ov.Core().compile_model(str(self._path), "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError for anything it cannot read
-            raise ModelError(f"cannot load {path}: {exc}; delete it to rebuild") from exc
-        self._inputs = {i.get_any_name() for i in self._model.inputs}
-        self._local = threading.local()
+            raise ModelError(f"cannot load {self._path}: {exc}; delete it to rebuild") from exc
+
+    def _feed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return {name: feed[name] for name in self._inputs}
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
         if request is None:  # an inference request is not thread-safe: one per thread
             request = self._local.request = self._model.create_infer_request()
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
-        request.infer({name: feed[name] for name in self._inputs})
+        request.infer(self._feed(input_ids, attention_mask))
         return request.get_output_tensor(0).data.copy()
+
+    def run_batches(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[np.ndarray]:
+        """The hidden states of each ``(input_ids, attention_mask)`` batch, in the order given,
+        with as many batches running at once as the throughput streams take. A batch's states
+        are yielded as soon as it and those before it are done, while later ones run."""
+        queue = self._stream_queue()
+        results: dict[int, np.ndarray] = {}
+
+        def done(request: Any, number: int) -> None:
+            results[number] = request.get_output_tensor(0).data.copy()
+
+        queue.set_callback(done)
+        submitted = returned = 0
+        try:
+            for input_ids, attention_mask in batches:
+                queue.start_async(self._feed(input_ids, attention_mask), submitted)  # waits for an idle stream
+                submitted += 1
+                while returned in results:
+                    yield results.pop(returned)
+                    returned += 1
+            queue.wait_all()
+            while returned < submitted:
+                yield results.pop(returned)
+                returned += 1
+        finally:
+            queue.wait_all()  # a request still running must not outlive the call
+
+    def _stream_queue(self) -> Any:
+        """This thread's queue of inference requests on the throughput streams."""
+        queue = getattr(self._local, "queue", None)
+        if queue is None:
+            import openvino as ov
+
+            with self._streams_lock:
+                if self._streams is None:
+                    self._streams = self._compile("THROUGHPUT")
+            jobs = int(self._streams.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            queue = self._local.queue = ov.AsyncInferQueue(self._streams, jobs)
+        return queue

@@ -8,13 +8,15 @@ through :func:`pull` (``xsearch models pull``).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, UsageError
+from ..errors import ModelError, UnknownModelError, UsageError
+from ..runtime import cache_dir
 from .bundled import BUNDLED_NAME, PASSAGE_PREFIX, QUERY_PREFIX, build_bundled_model, is_built, verify_model_dir
 
 DEFAULT_MODEL = BUNDLED_NAME
@@ -98,16 +100,6 @@ class ModelStatus:
         out = asdict(self.card)
         out["hub_ids"] = list(self.card.hub_ids)
         return {**out, "location": self.location, "path": self.path}
-
-
-def cache_dir() -> Path:
-    """Where xsearch keeps models it builds: ``$XSEARCH_CACHE_DIR`` or the user cache dir."""
-    env = os.environ.get("XSEARCH_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("xsearch"))
 
 
 def bundled_dir() -> Path:
@@ -233,9 +225,20 @@ def _resolved(name: str, path: Path, source: str) -> ResolvedModel:
 
 
 def status(name: str) -> ModelStatus:
-    """A registry entry (or an ad-hoc card for an unknown name) with its location."""
+    """A registry entry with its location; a model outside the registry (imported, a local
+    folder, a hub model in the local cache) gets a card with what its location says.
+
+    Raises :class:`UnknownModelError` for a name found nowhere, with the closest known names.
+    """
     source, path, _ = locate(name)
-    card = CARDS.get(name) or ModelCard(name, "sentence", _hub_ids(name), 0, 0, 0, True, "", "", "")
+    card = CARDS.get(name)
+    if card is None and source == "missing":
+        known = list(CARDS) + [n for n in imported_models() if n not in CARDS]
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
+        raise UnknownModelError(f"unknown model {name!r}: {hint}`xsearch models list` shows the known ones; "
+                                "a hub id needs `xsearch models pull` first")
+    card = card or ModelCard(name, "sentence", _hub_ids(name), 0, 0, 0, True, "", "", "")
     location = {"path": "local path", "imported": "local path", "hf-cache": "cached", "bundled": "bundled",
                 "missing": "missing"}[source]
     if source == "bundled":

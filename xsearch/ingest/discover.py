@@ -4,12 +4,19 @@ Discovery walks folders in sorted order, honours ``.gitignore`` files and the
 caller's include/exclude globs, and says why it passes over a file it cannot
 use (a :class:`~xsearch.types.Skipped`). Hidden and git-ignored paths are
 passed over silently: they were never candidates.
+
+Symlinks are treated as ripgrep and fd treat them: a root that is a link is
+followed, links met inside a folder are passed over silently unless the caller
+asks to follow them. A file is yielded under the path it was found at (below
+its root, whose own path is resolved), never under the path a link points to,
+so that a file brought in by a link is forgotten once the link is gone.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +25,7 @@ import pathspec
 from xsearch.config import DEFAULT_MAX_FILE_BYTES
 from xsearch.errors import UsageError
 from xsearch.ingest.extract import SNIFF_BYTES, SUPPORTED_SUFFIXES, looks_like_text
-from xsearch.types import SourceFile, Skipped
+from xsearch.types import Skipped, SourceFile, path_to_text
 
 __all__ = ["discover"]
 
@@ -32,14 +39,25 @@ def discover(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    follow: bool = False,
 ) -> Iterator[SourceFile | Skipped]:
     """Yield the files under ``roots`` worth extracting, and those passed over with a reason.
 
-    Each root may be a file or a folder. Folders are walked recursively in sorted
-    order, following symlinked folders (a link back into its own ancestry is
-    reported as ``"symlink loop"``). Hidden entries and entries matched by a
-    ``.gitignore`` at any level of the walk are left out silently, and so are
-    files reached twice (through links or overlapping roots).
+    Each root may be a file or a folder, or a symlink to one (followed, and resolved:
+    what lies under a root is found under the root's real path). Folders are walked
+    recursively in sorted order. Hidden entries and entries matched by a ``.gitignore``
+    at any level of the walk are left out silently, and so are symlinks inside a folder,
+    unless ``follow`` is set.
+
+    With ``follow``, symlinked files and folders are followed once every root has been
+    walked without them, so that a file reached both directly and through a link is
+    yielded once, under its own path; a file reached only through links is yielded under
+    the first link's path. A link to a folder that contains it is reported as
+    ``"symlink loop"``, a link to nothing as ``"broken symlink"``.
+
+    A :class:`~xsearch.types.SourceFile` holds the path to open the file by (a name
+    that is not valid UTF-8 holds lone surrogates; its ``key`` is the text form), a
+    :class:`~xsearch.types.Skipped` holds the text form (:func:`~xsearch.types.path_to_text`).
 
     ``include`` and ``exclude`` are gitignore-style globs matched against the
     path relative to its root (``*.md``, ``docs/**``, ``drafts/``); an empty
@@ -55,16 +73,29 @@ def discover(
         roots = [roots]
     for root in roots:
         if not os.path.exists(root):
-            raise UsageError(f"no such file or directory: {os.fspath(root)}")
-    paths = [os.path.abspath(os.fspath(root)) for root in roots]
+            raise UsageError(f"no such file or directory: {path_to_text(os.fspath(root))}")
+    paths = [os.path.realpath(os.fspath(root)) for root in roots]
     if max_bytes <= 0:
         raise UsageError(f"max_bytes must be positive, got {max_bytes}")
     walker = _Walker(
         include=_compile_globs(include, "include"),
         exclude=_compile_globs(exclude, "exclude"),
         max_bytes=max_bytes,
+        follow=follow,
     )
     return walker.walk_roots(paths)
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A symlink met in a walk, followed once the roots have been walked."""
+
+    path: str
+    rel: str
+    is_dir: bool
+    ignores: _Ignores
+    ancestors: frozenset[str]
+    """Real paths of the folders the link lies in, from its root down."""
 
 
 @dataclass
@@ -74,20 +105,24 @@ class _Walker:
     include: pathspec.GitIgnoreSpec | None
     exclude: pathspec.GitIgnoreSpec | None
     max_bytes: int
+    follow: bool
     seen_dirs: set[str] = field(default_factory=set)
     seen_files: set[str] = field(default_factory=set)
+    """Real paths of the folders walked and the files judged: each is reached once."""
+    links: deque[_Link] = field(default_factory=deque)
 
     def walk_roots(self, paths: list[str]) -> Iterator[SourceFile | Skipped]:
         for path in paths:
             if os.path.isdir(path):
-                real = os.path.realpath(path)
-                if real not in self.seen_dirs:
-                    self.seen_dirs.add(real)
+                if path not in self.seen_dirs:
+                    self.seen_dirs.add(path)
                     yield from self._walk_dir(path, "", (), frozenset())
             elif self._selected(os.path.basename(path)):
                 result = self._check_file(path)
                 if result is not None:
                     yield result
+        while self.links:
+            yield from self._follow(self.links.popleft())
 
     def _walk_dir(
         self, path: str, rel: str, ignores: _Ignores, ancestors: frozenset[str]
@@ -96,7 +131,7 @@ class _Walker:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda entry: entry.name)
         except OSError as exc:
-            yield Skipped(path, f"unreadable: {_os_reason(exc)}")
+            yield Skipped(path_to_text(path), f"unreadable: {_os_reason(exc)}")
             return
         spec = _read_gitignore(os.path.join(path, ".gitignore"))
         if spec is not None:
@@ -106,32 +141,45 @@ class _Walker:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
+            link = entry.is_symlink()
+            if link and not self.follow:
+                continue
             child = os.path.join(path, entry.name)
             child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            if _is_dir(entry):
+            is_dir = _is_dir(entry)
+            if is_dir:
                 if _ignored(ignores, child_rel + "/") or self._excluded(child_rel + "/"):
                     continue
-                if not _utf8(child):
-                    yield Skipped(_printable(child), "folder name is not valid UTF-8")
-                    continue
+            elif _ignored(ignores, child_rel) or not self._selected(child_rel):
+                continue
+            if link:
+                self.links.append(_Link(child, child_rel, is_dir, ignores, ancestors))
+            elif is_dir:
                 real = os.path.realpath(child)
-                if real in ancestors:
-                    yield Skipped(child, "symlink loop")
-                elif real not in self.seen_dirs:
+                if real not in self.seen_dirs:
                     self.seen_dirs.add(real)
                     yield from self._walk_dir(child, child_rel, ignores, ancestors)
-                continue
-            if _ignored(ignores, child_rel) or not self._selected(child_rel):
-                continue
-            if not _utf8(child):
-                yield Skipped(_printable(child), "file name is not valid UTF-8")
-                continue
-            if entry.is_symlink() and not os.path.exists(child):
-                yield Skipped(child, "broken symlink")
-                continue
-            result = self._check_file(child)
+            else:
+                result = self._check_file(child)
+                if result is not None:
+                    yield result
+
+    def _follow(self, link: _Link) -> Iterator[SourceFile | Skipped]:
+        if not link.is_dir:
+            result = (
+                self._check_file(link.path)
+                if os.path.exists(link.path)
+                else Skipped(path_to_text(link.path), "broken symlink")
+            )
             if result is not None:
                 yield result
+            return
+        real = os.path.realpath(link.path)
+        if real in link.ancestors:
+            yield Skipped(path_to_text(link.path), "symlink loop")
+        elif real not in self.seen_dirs:
+            self.seen_dirs.add(real)
+            yield from self._walk_dir(link.path, link.rel, link.ignores, link.ancestors)
 
     def _excluded(self, rel: str) -> bool:
         return self.exclude is not None and self.exclude.match_file(rel)
@@ -142,44 +190,30 @@ class _Walker:
         return self.include is None or self.include.match_file(rel)
 
     def _check_file(self, path: str) -> SourceFile | Skipped | None:
-        """The verdict on one file, or None when it was already seen."""
+        """The verdict on one file, found at ``path``, or None when it was already seen."""
         try:
             st = os.stat(path)
         except OSError as exc:
-            return Skipped(path, f"unreadable: {_os_reason(exc)}")
+            return Skipped(path_to_text(path), f"unreadable: {_os_reason(exc)}")
         real = os.path.realpath(path)
         if real in self.seen_files:
             return None
         self.seen_files.add(real)
         if not stat.S_ISREG(st.st_mode):
-            return Skipped(real, "not a regular file")
+            return Skipped(path_to_text(path), "not a regular file")
         if st.st_size == 0:
-            return Skipped(real, "empty file")
+            return Skipped(path_to_text(path), "empty file")
         if st.st_size > self.max_bytes:
-            return Skipped(real, f"larger than {_format_size(self.max_bytes)}")
-        suffix = os.path.splitext(real)[1].lower()
+            return Skipped(path_to_text(path), f"larger than {_format_size(self.max_bytes)}")
+        suffix = os.path.splitext(path)[1].lower()
         try:
-            with open(real, "rb") as handle:
+            with open(path, "rb") as handle:
                 head = b"" if suffix in SUPPORTED_SUFFIXES else handle.read(SNIFF_BYTES)
         except OSError as exc:
-            return Skipped(real, f"unreadable: {_os_reason(exc)}")
+            return Skipped(path_to_text(path), f"unreadable: {_os_reason(exc)}")
         if suffix not in SUPPORTED_SUFFIXES and not looks_like_text(head):
-            return Skipped(real, "binary file")
-        return SourceFile(path=real, size=st.st_size, mtime=st.st_mtime)
-
-
-def _utf8(path: str) -> bool:
-    """Whether ``path`` is valid UTF-8 (the index stores paths as UTF-8 text)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(path: str) -> str:
-    """``path`` with bytes that are not UTF-8 shown as U+FFFD, for reports."""
-    return os.fsencode(path).decode("utf-8", "replace")
+            return Skipped(path_to_text(path), "binary file")
+        return SourceFile(path=path, size=st.st_size, mtime=st.st_mtime)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

@@ -131,7 +131,7 @@ _Reader = Callable[[str, bytes], tuple[list[Document], list[str]]]
 
 def _single(path: str, text: str, title: str = "") -> tuple[list[Document], list[str]]:
     text = _clean_text(text)
-    if not text.strip():
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):  # blank, or only invisible marks
         raise ExtractionError("no text")
     return [Document(path=path, text=text, title=_clean_title(title))], []
 
@@ -259,7 +259,30 @@ def _reason(exc: BaseException) -> str:
 
 
 def _read_plain(path: str, data: bytes) -> tuple[list[Document], list[str]]:
-    return _single(path, decode_text(data))
+    text = decode_text(data)
+    return _single(path, text, plain_title(text))
+
+
+PLAIN_TITLE_CHARS = 120
+"""Longest first line of a plain-text file that may be its title."""
+_MARKDOWN_STYLE_TITLE = re.compile(r"#{1,6}[ \t]+(\S.*?)[ \t#]*")
+
+
+def plain_title(text: str) -> str:
+    """The title of a plain-text file: its first line when that looks like a heading, either
+    Markdown-style (``# Title``) or short (at most :data:`PLAIN_TITLE_CHARS` characters), not
+    ending a sentence (no final ``.``, ``!``, ``?``, ``:``, ``;`` or ``,``, in any script) and
+    followed by a blank line; else no title."""
+    lines = text.lstrip("\ufeff\n\r").splitlines()
+    if not lines:
+        return ""
+    first = lines[0].strip()
+    heading = _MARKDOWN_STYLE_TITLE.fullmatch(first)
+    if heading:
+        return heading.group(1)
+    if not first or len(first) > PLAIN_TITLE_CHARS or first[-1] in ".!?:;,。！？：；，।۔" or len(lines) < 2:
+        return ""
+    return first if not lines[1].strip() else ""
 
 
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xsearch.runtime import cache_dir, sha256_file
 from xsearch.text import KANA, script_of
 from xsearch.types import Document
 
 if TYPE_CHECKING:
+    import numpy as np
     from py3langid.langid import LanguageIdentifier
 
 __all__ = ["UNDETERMINED", "detect_document_languages", "detect_language", "detect_languages"]
@@ -123,7 +127,72 @@ def _ranked(text: str) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=1)
 def _identifier() -> LanguageIdentifier:
-    """py3langid's model with normalised probabilities, loaded on first use (about a second)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    """py3langid's model with normalised probabilities, loaded on first use.
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    Its model file is LZMA-compressed (half a second to read); the arrays are kept
+    uncompressed under the cache dir (:func:`_model_copy`) and memory-mapped from there, a few
+    hundredths of a second, so a query pays only for the pages its text touches.
+    """
+    import numpy as np
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+    arrays = _model_copy(MODEL_DIR / MODEL_FILE)
+    if arrays is None:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # The DFA tables as flat buffers of Python ints, as py3langid's own loader gives them
+    # (there: copied into ``array``s; here: views of the mapped files).
+    return LanguageIdentifier(np.asarray(arrays["ptc"]), np.asarray(arrays["pc"]), arrays["classes"].tolist(),
+                              memoryview(arrays["nextmove"]), memoryview(arrays["out_feat"]), norm_probs=True,
+                              tk_row=memoryview(arrays["nextmove_row"]))
+
+
+MODEL_ARRAYS = ("ptc", "pc", "classes", "nextmove", "nextmove_row", "out_feat")
+"""The arrays of py3langid's model file (an LZMA-compressed ``.npz``)."""
+
+
+def _model_copy(model_file: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of py3langid's ``model_file``, memory-mapped from an uncompressed copy under
+    ``<cache>/langid/<key>`` (the key: py3langid's version and the file's hash), written
+    atomically the first time; None when the copy can neither be read nor written (the
+    caller then reads the model file itself)."""
+    import numpy as np
+    import py3langid
+
+    try:
+        key = hashlib.sha256(f"{py3langid.__version__}|{sha256_file(model_file)}".encode()).hexdigest()[:16]
+        folder = cache_dir() / "langid" / key
+        if not folder.is_dir():
+            _write_model_copy(model_file, folder)
+        return {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in MODEL_ARRAYS}
+    except (OSError, ValueError):
+        return None
+
+
+def _write_model_copy(model_file: Path, folder: Path) -> None:
+    """Uncompress ``model_file``'s arrays into ``folder``, whole or not at all: they are written
+    into a temporary folder beside it, which is then renamed (the first of several processes
+    doing this at once wins; the others' copies are dropped)."""
+    import lzma
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with lzma.open(model_file) as src, open(tmp / "model.npz", "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        with np.load(tmp / "model.npz", allow_pickle=False) as data:
+            for name in MODEL_ARRAYS:
+                np.save(tmp / f"{name}.npy", data[name], allow_pickle=False)
+        (tmp / "model.npz").unlink()
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..embed.centering import prepare
+from ..store.tokens import StoredTokens, read_chunks, read_tokens
 
 if TYPE_CHECKING:
     from ..ann import AnnIndex
     from ..embed.encoder import Encoder, TokenEmbeddings
     from ..store.db import Store
+    from ..types import LanguageMeans
 
 Span = tuple[int, int]
 
@@ -96,6 +98,8 @@ class SearchContext:
     """Each first stage's own ranking, by stage name, for the stages that fuse them."""
     _encoded: tuple[np.ndarray, list[TokenEmbeddings]] | None = None
     _prepared: np.ndarray | None = None
+    _means: LanguageMeans | None = None
+    _tokens: tuple[set[int], StoredTokens] | None = None
 
     @property
     def reranking(self) -> bool:
@@ -110,11 +114,36 @@ class SearchContext:
             self._encoded = self.encoder.embed(self.queries, kind="query", tokens=self.reranking)
         return self._encoded
 
+    def language_means(self) -> LanguageMeans:
+        """The index's per-language sums of chunk vectors, read once per search."""
+        if self._means is None:
+            self._means = self.store.language_means()
+        return self._means
+
     def query_vectors(self) -> np.ndarray:
         """The queries' vectors as the search's scoring compares them (centred or plain)."""
         if self._prepared is None:
-            self._prepared = prepare(self.encoded()[0], self.langs, self.scoring, self.store.language_means())
+            self._prepared = prepare(self.encoded()[0], self.langs, self.scoring, self.language_means())
         return self._prepared
+
+    def chunk_vectors(self, ids: Sequence[int] | np.ndarray, *, tokens: bool = False) -> PreparedVectors:
+        """The stored vectors of the chunks ``ids``, as the search's scoring compares them; with
+        ``tokens`` (when reranking) their stored tokens are read in the same query and kept for
+        :meth:`chunk_tokens`."""
+        if not (tokens and self.reranking):
+            return prepared_vectors(self.store, ids, self.scoring, self.language_means())
+        codec = self.store.token_codec()
+        chunk_ids, langs, vectors, stored = read_chunks(self.store.db.conn, ids, self.store.dim, codec.bytes_per_token)
+        self._tokens = ({int(i) for i in ids}, stored)
+        return PreparedVectors(chunk_ids, prepare(vectors, langs, self.scoring, self.language_means()))
+
+    def chunk_tokens(self, ids: Sequence[int] | np.ndarray) -> StoredTokens:
+        """The stored tokens of the chunks ``ids`` (see :class:`~xsearch.store.tokens.StoredTokens`;
+        pick a query's candidates with ``select``): those :meth:`chunk_vectors` read already, or
+        read now."""
+        if self._tokens is not None and self._tokens[0].issuperset(int(i) for i in ids):
+            return self._tokens[1]
+        return read_tokens(self.store.db.conn, ids, self.store.token_codec().bytes_per_token)
 
     def cosines(self, q: int, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(len(ids),)`` cosines of query ``q`` to the chunks ``ids``, as the scoring compares
@@ -122,10 +151,39 @@ class SearchContext:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return np.zeros(0, dtype=np.float32)
-        stored = self.store.vectors_of(ids)
-        exact = prepare(stored.vectors, stored.langs, self.scoring, self.store.language_means()) @ self.query_vectors()[q]
-        by_id = dict(zip(stored.ids.tolist(), exact.tolist()))
-        return np.array([by_id.get(int(c), 0.0) for c in ids], dtype=np.float32)
+        stored = self.chunk_vectors(ids)
+        rows = stored.rows(ids)
+        out = np.zeros(len(ids), dtype=np.float32)
+        found = rows >= 0
+        out[found] = stored.vectors[rows[found]] @ self.query_vectors()[q]
+        return out
+
+
+@dataclass(frozen=True)
+class PreparedVectors:
+    """Stored chunk vectors as a scoring compares them (see :func:`prepared_vectors`)."""
+
+    ids: np.ndarray
+    """``(c,)`` int64 chunk ids, ascending."""
+    vectors: np.ndarray
+    """``(c, d)`` float32, row-aligned with ``ids``."""
+
+    def rows(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(len(ids),)`` int64 row of each chunk id, -1 for one that is not here."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.searchsorted(self.ids, ids)
+        inside = rows < len(self.ids)
+        inside[inside] = self.ids[rows[inside]] == ids[inside]
+        return np.where(inside, rows, -1)
+
+
+def prepared_vectors(store: Store, ids: Sequence[int] | np.ndarray, scoring: str, means: LanguageMeans
+                     ) -> PreparedVectors:
+    """The stored vectors of the chunks ``ids`` (those that exist), read in one go and prepared
+    for ``scoring`` (:func:`~xsearch.embed.centering.prepare`): what the dense stage re-scores,
+    the cosine scale and translation feedback compare."""
+    stored = store.vectors_of(np.unique(np.asarray(ids, dtype=np.int64)))
+    return PreparedVectors(stored.ids, prepare(stored.vectors, stored.langs, scoring, means))
 
 
 Stage = Callable[[SearchContext, list[Ranked]], list[Ranked]]

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..embed.centering import prepare
 from .base import Ranked, SearchContext
 
 if TYPE_CHECKING:
@@ -73,8 +72,8 @@ def versions_of(store: Store, chunks: Sequence[int]) -> dict[int, list[int]]:
 def _pulled(ctx: SearchContext, q: int, found: Ranked, group: list[int]) -> Ranked:
     """``found`` with the chunks of ``group`` (linked to its best hit) scored up or added."""
     listed = {int(c): i for i, c in enumerate(found.ids)}
-    stored = ctx.store.vectors_of([int(found.ids[0]), *group])
-    vectors = prepare(stored.vectors, stored.langs, ctx.scoring, ctx.store.language_means())
+    stored = ctx.chunk_vectors([int(found.ids[0]), *group])
+    vectors = stored.vectors
     row = {int(c): i for i, c in enumerate(stored.ids)}
     group = [c for c in group if c in row]
     if int(found.ids[0]) not in row or not group:

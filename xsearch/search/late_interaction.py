@@ -1,9 +1,12 @@
 """Late-interaction reranking: MaxSim over token vectors, score fusion and highlights.
 
-The stage (:func:`rerank`) reads the token vectors of the first stage's candidates from the
-index's token store and takes their cosines to the query's tokens in one product (:func:`similarities`), both corrected by the
-per-language mean token vector (``centres`` / ``groups`` for the documents, :func:`centre`
-for the query: the same correction the sentence vectors get). From that matrix it scores
+The stage (:func:`rerank`) takes the token codes, spans and languages of all the first stage's
+candidates (read with their vectors, in the dense stage's one query:
+:meth:`~xsearch.search.base.SearchContext.chunk_tokens`), decodes them and takes
+their cosines to the query's tokens in one product (:func:`token_similarities`,
+:func:`similarities`), both corrected by the per-language mean token vector (``centres`` /
+``groups`` for the documents, :func:`centre` for the query: the same correction the sentence
+vectors get). From that matrix it scores
 (:func:`maxsim_of`; :func:`maxsim_packed` and :func:`maxsim` in one call), mixes the scores
 with the first-stage score through :func:`~xsearch.search.fusion.fuse`, and marks the matching
 words of the best (:func:`matched_spans`; :func:`highlight_spans` from vectors). The maths are
@@ -12,6 +15,12 @@ the tokens worth storing and matching.
 
 On bible-nt-7 (benchmarks/bench_rerank.py) MaxSim on centred content tokens of the top 100
 raised mAP@20 from 0.165 to 0.254 at fusion weight 0.75; on raw token vectors only to 0.212.
+
+Scoring the PQ codes without decoding them (asymmetric distance: per token, the sum of one
+lookup per sub-quantizer in a table of the query's sub-vectors against the centroids) does 8x
+fewer operations, but in numpy each lookup is a row gather: for the 15-50 content tokens of the
+bible-nt-7 queries and their 100 candidates (about 7,000 tokens, 48 codes each) it took about
+twice the time of decoding and one BLAS product, and 1.3x that time even for a 4-token query.
 
 Shapes: ``q`` query tokens, ``n`` document tokens, ``d`` the vector dimension.
 """
@@ -25,6 +34,7 @@ import numpy as np
 from ..embed.centering import SHRINK
 from ..embed.tokens import content_mask
 from ..runtime import blas
+from ..store.tokens import StoredTokens, TokenCodec, decode_tokens
 from .base import Ranked, SearchContext
 from .fusion import fuse
 from .highlights import merge_spans
@@ -34,9 +44,12 @@ RERANK_WEIGHT = 0.75
 bible-nt-7 and Tatoeba: mAP@20 0.165 -> 0.254 on bible-nt-7; benchmarks/bench_rerank.py)."""
 HIGHLIGHT_THRESHOLD = 0.5
 """Minimum cosine between (centred) query and passage tokens for a highlight."""
-RERANK_BLAS_THREADS = 2
-"""BLAS threads for the MaxSim product: two halve it (3 ms of 6 for 100 candidates); more only
-fight over matrices this small."""
+RERANK_BLAS_THREADS = 1
+"""BLAS threads for the MaxSim product. One: for 100 candidates (about 7,000 tokens) the
+token-major product takes 1.4 ms at best on one thread and 2.0 ms on two (handing the work to a
+second thread costs more than it saves at this size), and on two cores shared with other work
+the medians were 10.9 against 14.2 ms (decode and MaxSim of the candidates of 30 bible-nt-7
+queries in the 100,000-chunk index of benchmarks/bench_query.py)."""
 
 __all__ = [
     "alignment",
@@ -49,6 +62,7 @@ __all__ = [
     "normalise",
     "rerank",
     "similarities",
+    "token_similarities",
 ]
 
 _EPS = 1e-12
@@ -114,9 +128,12 @@ def similarities(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] | 
     """``(q, sum(counts))`` float32 cosines between query tokens and packed document tokens.
 
     Arguments as :func:`maxsim_packed`; document tokens are centred on ``centres[groups[i]]``
-    when given. The cosines come from one ``(q + g, d) x (d, n)`` product and the token norms,
+    when given. The cosines come from one ``(n, d) x (d, q + g)`` product and the token norms,
     using ``q.(x - c) = q.x - q.c`` and ``|x - c|^2 = |x|^2 - 2 x.c + |c|^2``: the tokens are
     read twice and never copied, which is what keeps 100 candidates within a few milliseconds.
+    The product is token-major (the result is a transposed view of an ``(n, q)`` array): with
+    the tokens as the long side OpenBLAS runs it 1.3x faster on one thread and 5x faster on two
+    than ``(q + g, d) x (d, n)``, which splits badly between threads.
     :func:`maxsim_of` reduces them to scores and :func:`matched_spans` to highlights.
     """
     counts = np.asarray(counts, dtype=np.int64).reshape(-1)
@@ -130,15 +147,15 @@ def similarities(query: np.ndarray, tokens: np.ndarray, counts: Sequence[int] | 
         return np.zeros((len(q), len(x)), dtype=np.float32)
     squares = np.einsum("nd,nd->n", x, x)
     if centres is None:
-        dots = q @ x.T  # (q, n)
+        dots = x @ q.T  # (n, q)
     else:
         c = np.asarray(centres, dtype=np.float32).reshape(-1, x.shape[1])
         token_group = np.repeat(np.asarray(groups, dtype=np.int64), counts)
-        both = np.concatenate([q, c]) @ x.T  # (q + g, n): q.x and c.x
-        dots = both[: len(q)] - (q @ c.T)[:, token_group]
-        squares += np.einsum("gd,gd->g", c, c)[token_group] - 2 * both[len(q) + token_group, np.arange(len(x))]
-    dots /= np.sqrt(np.maximum(squares, _EPS**2))
-    return dots
+        both = x @ np.concatenate([q, c]).T  # (n, q + g): x.q and x.c
+        dots = both[:, : len(q)] - (c @ q.T)[token_group]
+        squares += np.einsum("gd,gd->g", c, c)[token_group] - 2 * both[np.arange(len(x)), len(q) + token_group]
+    dots /= np.sqrt(np.maximum(squares, _EPS**2))[:, None]
+    return dots.T
 
 
 def maxsim_of(sims: np.ndarray, counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -152,8 +169,8 @@ def maxsim_of(sims: np.ndarray, counts: Sequence[int] | np.ndarray) -> np.ndarra
     nonempty = np.flatnonzero(counts)
     if nonempty.size:
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-        best = np.maximum.reduceat(sims, starts, axis=1)  # (q, documents with tokens)
-        scores[nonempty] = best.mean(axis=0)
+        best = np.maximum.reduceat(sims.T, starts, axis=0)  # (documents with tokens, q)
+        scores[nonempty] = best.mean(axis=1)
     return scores
 
 
@@ -232,43 +249,48 @@ def rerank(ctx: SearchContext, ranked: list[Ranked]) -> list[Ranked]:
     store = ctx.store
     codec = store.token_codec()
     means = store.token_language_means() if ctx.scoring == "centered" else None
-    rows = store.token_rows(np.unique(np.concatenate([r.ids for r in ranked])) if ranked else [])
-    chunk_langs = store.chunk_langs(list(rows))
+    stored = ctx.chunk_tokens(np.concatenate([r.ids for r in ranked]) if ranked else [])  # every query's at once
     out = []
     for found, tokens, lang in zip(ranked, query_tokens, ctx.langs):
-        ids, scores = found.ids, found.scores
         keep = content_mask(tokens.text, tokens.offsets, tokens.special)
         if not keep.any():
             keep = ~tokens.special
         query = centre(tokens.vectors[keep], means.mean(lang, shrink=SHRINK) if means else None)
-        present = [i for i, cid in enumerate(ids) if int(cid) in rows]
-        if not present or not len(query):
+        present, docs = stored.select(found.ids)
+        if not len(docs) or not len(query):
             out.append(found.top(ctx.k))
             continue
-        cids = [int(ids[i]) for i in present]
-        counts = [rows[c][1] for c in cids]
-        doc_tokens = codec.decode_concat([rows[c][2] for c in cids], counts)
         centres = groups = None
         if means is not None:
-            doc_langs = [chunk_langs.get(c, "") for c in cids]
-            lang_list = sorted(set(doc_langs))
+            lang_list = sorted(set(docs.langs))
             centres = np.stack([means.mean(lang, shrink=SHRINK) for lang in lang_list]).astype(np.float32)
-            groups = np.array([lang_list.index(lang) for lang in doc_langs], dtype=np.int64)
-        with blas().limit(limits=RERANK_BLAS_THREADS, user_api="blas"):
-            sims = similarities(query, doc_tokens, counts, centres=centres, groups=groups)
-        maxsims = maxsim_of(sims, counts)
-        fused = fuse(scores[present], maxsims, RERANK_WEIGHT)
+            group_of = {lang: g for g, lang in enumerate(lang_list)}
+            groups = np.array([group_of[lang] for lang in docs.langs], dtype=np.int64)
+        sims = token_similarities(codec, query, docs, centres=centres, groups=groups)
+        maxsims = maxsim_of(sims, docs.counts)
+        fused = fuse(found.scores[present], maxsims, RERANK_WEIGHT)
         order = np.argsort(-fused, kind="stable")[: ctx.k]
-        starts = np.concatenate(([0], np.cumsum(counts)))
-        spans = {cids[j]: matched_spans(sims[:, starts[j] : starts[j + 1]], rows[cids[j]][0],
+        starts = docs.starts
+        cids = docs.ids.tolist()
+        spans = {cids[j]: matched_spans(sims[:, starts[j] : starts[j + 1]], docs.offsets[starts[j] : starts[j + 1]],
                                         threshold=HIGHLIGHT_THRESHOLD) for j in order}
-        reranked = found.take(np.asarray(present)[order], fused[order], maxsim=maxsims[order])
+        reranked = found.take(present[order], fused[order], maxsim=maxsims[order])
         aligned = {}
         if ctx.explain:
             words = [tokens.text[a:b] for a, b in tokens.offsets[keep].tolist()]
-            aligned = {cids[j]: _aligned(words, sims[:, starts[j] : starts[j + 1]], rows[cids[j]][0]) for j in order}
+            aligned = {cids[j]: _aligned(words, sims[:, starts[j] : starts[j + 1]],
+                                         docs.offsets[starts[j] : starts[j + 1]]) for j in order}
         out.append(Ranked(reranked.ids, reranked.scores, spans=spans, aligned=aligned, details=reranked.details))
     return out
+
+
+def token_similarities(codec: TokenCodec, query: np.ndarray, docs: StoredTokens, *, centres: np.ndarray | None = None,
+                       groups: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """``(q, n)`` cosines between query tokens and the stored tokens ``docs``: their codes
+    decoded (:func:`~xsearch.store.tokens.decode_tokens`), then :func:`similarities`."""
+    decoded = decode_tokens(codec, docs.codes)
+    with blas().limit(limits=RERANK_BLAS_THREADS, user_api="blas"):
+        return similarities(query, decoded, docs.counts, centres=centres, groups=groups)
 
 
 def _aligned(words: Sequence[str], sims: np.ndarray, offsets: np.ndarray) -> list[tuple[str, tuple[int, int], float]]:

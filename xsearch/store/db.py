@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-import sqlite_utils
 
 from ..errors import IndexCorruptError, IndexNotFoundError
 from ..types import Chunk, ChunkRow, ChunkTokens, Document, LanguageMeans
@@ -165,7 +164,7 @@ def _writable(path: Path) -> bool:
 TEMP_PREFIX = DB_NAME + ".new-"
 """Name prefix of a database being created; renamed to :data:`DB_NAME` once complete."""
 _OUR_TABLES = {"settings", "files", "documents", "chunks", "vectors", "lang_stats", "token_vectors",
-               "token_lang_stats", "blobs", "tombstones", "translations", "sqlite_sequence"}
+               "token_lang_stats", "blobs", "tombstones", "translations", "roots", "sqlite_sequence"}
 
 
 def probe(directory: Path) -> str:
@@ -228,19 +227,42 @@ def _create(directory: Path, settings: Mapping[str, Any]) -> None:
         os.close(fd)
 
 
+class _Database:
+    """A connection as a sqlite-utils ``Database`` shows it to the store (``conn``, ``execute``,
+    ``db[table]``), with sqlite-utils imported (a twentieth of a second) only when a table is
+    first asked for by name, which only writes do: a search never imports it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.execute("PRAGMA recursive_triggers=on")  # as sqlite_utils.Database sets it
+        self._tables: Any = None
+
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> sqlite3.Cursor:
+        return self.conn.execute(sql) if parameters is None else self.conn.execute(sql, parameters)
+
+    def __getitem__(self, name: str) -> Any:
+        """sqlite-utils' ``Table`` called ``name``."""
+        if self._tables is None:
+            import sqlite_utils
+
+            self._tables = sqlite_utils.Database(self.conn)
+        return self._tables[name]
+
+
 class _Reader:
     """One thread's read connection; closed when the thread ends or the store closes."""
 
     def __init__(self, path: Path, readonly: bool) -> None:
         conn = _connect(path, readonly=readonly)
-        self.db = sqlite_utils.Database(conn)
+        self.db = _Database(conn)
         self.depth = 0
         """Nesting of :meth:`Store.snapshot` on this connection."""
         weakref.finalize(self, conn.close)
 
 
 class Store:
-    """One index's SQLite database, opened through sqlite-utils; safe to share between threads.
+    """One index's SQLite database, opened through sqlite-utils (see :class:`_Database`); safe to
+    share between threads.
 
     ``create`` makes a new database (see :func:`_create`) holding ``settings``. An existing one
     is first read without changing it and only written to once it is known to be an index;
@@ -276,7 +298,7 @@ class Store:
             if not self.readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            self._writer = sqlite_utils.Database(conn)
+            self._writer = _Database(conn)
             with self._writing():
                 if not self.readonly:
                     if self._has_table("chunks") and not self._has_table("token_vectors"):
@@ -289,7 +311,7 @@ class Store:
             raise IndexCorruptError(f"{path} is not a readable xsearch database: {exc}") from exc
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> _Database:
         """The calling thread's connection: the writer's during a write, else the thread's own."""
         if getattr(self._local, "writing", 0):
             return self._writer
@@ -347,11 +369,23 @@ class Store:
     def get_setting(self, key: str, default: Any = None) -> Any:
         """One setting, decoded from JSON."""
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
-        return default if row is None else json.loads(row[0])
+        return default if row is None else self._decoded(key, row[0])
 
     def settings(self) -> dict[str, Any]:
         """All settings, decoded from JSON."""
-        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM settings")}
+        return {k: self._decoded(k, v) for k, v in self.db.execute("SELECT key, value FROM settings")}
+
+    def _decoded(self, key: str, value: Any) -> Any:
+        try:
+            return json.loads(value)
+        except (TypeError, ValueError) as exc:
+            raise IndexCorruptError(f"{self.path}: setting {key!r} is damaged; rebuild the index") from exc
+
+    def _whole_number(self, key: str) -> int:
+        value = self.get_setting(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise IndexCorruptError(f"{self.path}: setting {key!r} is {value!r}, not a whole number; rebuild the index")
+        return value
 
     def set_settings(self, values: dict[str, Any]) -> None:
         """Insert or replace settings."""
@@ -363,7 +397,7 @@ class Store:
     @property
     def generation(self) -> int:
         """The number of committed writes so far."""
-        return int(self.get_setting("generation", 0))
+        return self._whole_number("generation")
 
     # files ----------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:
@@ -433,6 +467,8 @@ class Store:
     def _lang_sums(self, table: str) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         sums, counts = {}, {}
         for lang, n, blob in self.db.execute(f"SELECT lang, n, sum FROM {table}"):
+            if not isinstance(blob, bytes) or len(blob) % 8 or not isinstance(n, int):
+                raise IndexCorruptError(f"{self.path}: the language statistics are damaged; rebuild the index")
             sums[lang], counts[lang] = np.frombuffer(blob, dtype=np.float64).copy(), n
         return sums, counts
 
@@ -625,13 +661,15 @@ class Store:
         if not rows:
             return StoredVectors(ids, [], np.zeros((0, self.dim), dtype=np.float32))
         blob = b"".join(r[2] for r in rows)
+        if len(blob) != len(rows) * self.dim * 2:
+            raise IndexCorruptError(f"{self.path}: stored vectors are damaged (not {self.dim}-d); rebuild the index")
         vectors = np.frombuffer(blob, dtype=np.float16).reshape(len(rows), -1).astype(np.float32)
         return StoredVectors(ids, [r[1] for r in rows], vectors)
 
     @property
     def dim(self) -> int:
         """Vector dimension recorded in the settings."""
-        return int(self.get_setting("dim", 0))
+        return self._whole_number("dim")
 
     def chunk_rows(self, ids: Sequence[int]) -> dict[int, ChunkRow]:
         """Chunks with their documents, by id."""

@@ -7,6 +7,9 @@ schedules that work off the UI thread and renders what comes back.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 import os
 import shlex
 import subprocess
@@ -14,8 +17,9 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
@@ -25,24 +29,58 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from ..errors import XsearchError
-from ..index import DB_NAME, Index
+from ..errors import UsageError, XsearchError
+from ..index import DB_NAME, Index, IndexInfo
 from ..pipeline import IndexProgress, IndexReport
 from ..present import source_line
 from ..types import Hit
+from .commands import XsearchCommands
 from .options import SearchOptions
 from .screens import (
     AddFolderScreen,
+    AddRequest,
     FiltersScreen,
     HelpScreen,
     IndexingScreen,
     IndexJob,
+    IndexPanel,
 )
 from .widgets import FilterBar, Preview, ResultList, StatusBar
 
 DEBOUNCE_S = 0.25
 """Quiet time after the last keystroke before searching."""
+WARM_UP_WAIT_S = 30.0
+"""Longest the model's warm-up waits for the first search (typed while the model loaded) to end."""
 THEMES = ("textual-dark", "textual-light")
+T = TypeVar("T")
+
+
+class _Abandoned(Exception):
+    """The app quit while :func:`abandonable` work was still running."""
+
+
+def abandonable(work: Callable[[], T], quitting: threading.Event) -> T:
+    """``work()``, run in a daemon thread that the calling worker waits for until ``quitting``
+    is set: then it raises :class:`_Abandoned` and the work is left to end with the process.
+
+    Only for work that writes nothing (loading the model, warming it up, a search): Textual
+    joins its worker threads on exit, so waiting for these would hold quitting up by seconds.
+    """
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to the waiting worker, which raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="xsearch-read", daemon=True).start()
+    while True:
+        try:
+            return future.result(timeout=0.05)
+        except FutureTimeout:
+            if quitting.is_set():
+                raise _Abandoned from None
 
 
 def _while_running(handler: Any) -> Any:
@@ -62,17 +100,20 @@ class XsearchApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "xsearch"
+    COMMANDS = App.COMMANDS | {XsearchCommands}
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1,question_mark", "help", "Help"),
-        Binding("ctrl+l", "filters", "Filters"),
-        Binding("ctrl+g", "cycle_mode", "Mode"),
-        Binding("ctrl+r", "toggle_rerank", "Rerank"),
+        # the footer shows the bindings in this order: the first ones fit 80 columns
+        Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("ctrl+n", "add_folder", "Add folder"),
+        Binding("ctrl+o", "index_panel", "Index"),
+        Binding("ctrl+l", "filters", "Filters"),
+        Binding("f1,question_mark", "help", "Help"),
+        Binding("ctrl+g", "cycle_mode", "Mode", show=False),
+        Binding("ctrl+r", "toggle_rerank", "Rerank", show=False),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
         Binding("slash,escape", "focus_query", "Query", show=False),
         Binding("down", "focus_results", "Results", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     class SearchDone(Message):
@@ -83,18 +124,34 @@ class XsearchApp(App[None]):
             self.query, self.options, self.hits, self.ms = query, options, hits, ms
 
     class SearchFailed(Message):
-        """A search raised an error the user should see."""
+        """A search raised an error the user should see; ``usage``: one about what was asked
+        (a filtered language the index no longer holds), shown in the status bar."""
 
-        def __init__(self, error: str) -> None:
+        def __init__(self, error: str, *, usage: bool = False) -> None:
             super().__init__()
-            self.error = error
+            self.error, self.usage = error, usage
+
+    class IndexOpened(Message):
+        """The index was opened; its model is loading. ``languages``: its chunks per language."""
+
+        def __init__(self, languages: dict[str, int]) -> None:
+            super().__init__()
+            self.languages = languages
+
+    class EncoderLoaded(Message):
+        """The index's model is loaded: it can be searched while it warms up."""
+
+        def __init__(self, index: Index) -> None:
+            super().__init__()
+            self.index = index
 
     class IndexReady(Message):
-        """The index was opened (or created) and its encoder loaded."""
+        """The index was opened, its model loaded and warmed up (``info`` describes it), or
+        opening it failed (``error``)."""
 
-        def __init__(self, index: Index | None, error: str | None = None) -> None:
+        def __init__(self, info: IndexInfo | None, error: str | None = None) -> None:
             super().__init__()
-            self.index, self.error = index, error
+            self.info, self.error = info, error
 
     class IndexingProgress(Message):
         """Progress of the background indexing run."""
@@ -110,6 +167,22 @@ class XsearchApp(App[None]):
             super().__init__()
             self.job, self.report, self.error = job, report, error
 
+    class RootsChanged(Message):
+        """A folder was removed from the index (``error`` if that failed), or a watch run
+        brought the index up to date (``report``)."""
+
+        def __init__(self, error: str | None = None, report: IndexReport | None = None) -> None:
+            super().__init__()
+            self.error, self.report = error, report
+
+    class Watching(Message):
+        """The watch that ``stop`` ends began over ``folders`` folders, or (``None``) it ended,
+        with ``error`` if it failed."""
+
+        def __init__(self, stop: threading.Event, folders: int | None, error: str | None = None) -> None:
+            super().__init__()
+            self.stop, self.folders, self.error = stop, folders, error
+
     def __init__(self, index_path: Path, *, options: SearchOptions | None = None, backend: str | None = None) -> None:
         super().__init__()
         self.index_path = Path(index_path)
@@ -120,6 +193,12 @@ class XsearchApp(App[None]):
         self.last_query = ""
         self._debounce: Timer | None = None
         self._search_lock = threading.Lock()
+        self._watch_stop: threading.Event | None = None
+        self._quitting = threading.Event()
+        """Set to end the watch; ``None`` while nothing is watched."""
+        self._searched = threading.Event()
+        """Set once a search has run on a loaded model, or there was none to run: the warm-up,
+        which would slow a search down on a few cores, waits for it."""
 
     # layout ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -138,35 +217,68 @@ class XsearchApp(App[None]):
         self.query_one(Preview).clear("Type a question in any language.")
         self.query_one("#query", Input).focus()
         if (self.index_path / DB_NAME).is_file():
-            self.query_one(StatusBar).activity = "loading the model…"
             self.open_index()
         else:
             self.query_one(Preview).clear(f"No index at {self.index_path} yet: press ctrl+n to add a folder.")
 
-    @work(thread=True, exclusive=True, group="open")
     def open_index(self) -> None:
-        """Open the index and load its model off the UI thread."""
+        """Open the index in the background; the status bar says the model is loading."""
+        status = self.query_one(StatusBar)
+        status.opening = True
+        if self.job is None or not self.job.running:
+            status.activity = "loading model"
+        self._open_index()
+
+    @work(thread=True, exclusive=True, group="open")
+    def _open_index(self) -> None:
+        """Open the index off the UI thread: its size shows at once, searches run as soon as its
+        model is loaded, and the warm-up and the full description of the index come after."""
+        index: Index | None = None
+        searchable = False
         try:
-            index = Index.open(self.index_path, backend=self.backend)
-            index.warm()
-        except XsearchError as exc:
-            self.post_message(self.IndexReady(None, str(exc)))
+            index = opened = abandonable(lambda: Index.open(self.index_path, backend=self.backend), self._quitting)
+            self.post_message(self.IndexOpened(index.languages()))
+            abandonable(lambda: opened.encoder, self._quitting)  # the property loads the model
+            self.post_message(self.EncoderLoaded(index))
+            searchable = True
+            self._searched.wait(WARM_UP_WAIT_S)  # the query typed meanwhile goes first
+            if self._quitting.is_set():
+                return
+            abandonable(index.warm, self._quitting)
+            self.post_message(self.IndexReady(index.info()))
+        except _Abandoned:
             return
-        self.post_message(self.IndexReady(index))
+        except XsearchError as exc:
+            if index is not None and not searchable:
+                index.close()
+            self.post_message(self.IndexReady(None, str(exc)))
+
+    @on(IndexOpened)
+    @_while_running
+    def _index_opened(self, message: IndexOpened) -> None:
+        self.query_one(StatusBar).languages = message.languages
+
+    @on(EncoderLoaded)
+    @_while_running
+    def _encoder_loaded(self, message: EncoderLoaded) -> None:
+        if self.job is None or not self.job.running:
+            self.query_one(StatusBar).activity = ""
+        if self.index is not None and self.index is not message.index:
+            self.index.close()
+        self.index = message.index
+        self._search_now()  # the query typed meanwhile
 
     @on(IndexReady)
     @_while_running
     def _index_ready(self, message: IndexReady) -> None:
         status = self.query_one(StatusBar)
-        status.activity = ""
+        status.opening = False
+        if self.job is None or not self.job.running:
+            status.activity = ""
         if message.error is not None:
-            self.query_one(Preview).clear(f"[red]{message.error}[/]")
+            self.query_one(Preview).clear(f"[red]{escape(message.error)}[/]")
             return
-        if self.index is not None and self.index is not message.index:
-            self.index.close()
-        self.index = message.index
-        status.info = self.index.info() if self.index else None
-        self._search_now()
+        status.info = message.info
 
     # searching ------------------------------------------------------------
     @on(Input.Changed, "#query")
@@ -190,6 +302,7 @@ class XsearchApp(App[None]):
             self.last_query = ""
             self.query_one(ResultList).show([])
             self.query_one(Preview).clear("Type a question in any language.")
+            self._searched.set()
             return
         self.search(self.index, query, self.options)
 
@@ -202,10 +315,14 @@ class XsearchApp(App[None]):
                 return
             started = time.perf_counter()
             try:
-                hits = index.search(query, **options.search_kwargs())
-            except XsearchError as exc:
-                self.post_message(self.SearchFailed(str(exc)))
+                hits = abandonable(lambda: index.search(query, **options.search_kwargs()), self._quitting)
+            except _Abandoned:
                 return
+            except XsearchError as exc:
+                self.post_message(self.SearchFailed(str(exc), usage=isinstance(exc, UsageError)))
+                return
+            finally:
+                self._searched.set()
         if not worker.is_cancelled:
             self.post_message(self.SearchDone(query, options, hits, (time.perf_counter() - started) * 1000))
 
@@ -213,15 +330,20 @@ class XsearchApp(App[None]):
     @_while_running
     def _search_done(self, message: SearchDone) -> None:
         self.last_query = message.query
-        self.query_one(StatusBar).latency_ms = message.ms
+        status = self.query_one(StatusBar)
+        status.latency_ms, status.error = message.ms, ""
         results = self.query_one(ResultList)
         results.show(message.hits)
         if not message.hits:
             self.query_one(Preview).clear("No passages match.")
 
     @on(SearchFailed)
+    @_while_running
     def _search_failed(self, message: SearchFailed) -> None:
-        self.notify(message.error, title="search failed", severity="error")
+        if message.usage:
+            self.query_one(StatusBar).error = message.error
+        else:
+            self.notify(message.error, title="search failed", severity="error")
 
     @on(ResultList.OptionHighlighted, "#results")
     @_while_running
@@ -255,7 +377,8 @@ class XsearchApp(App[None]):
     def action_help(self) -> None:
         """Show every key binding."""
         sections = [("Anywhere", self.BINDINGS), ("Results", ResultList.BINDINGS),
-                    ("Query box", []), ("Indexing screen", IndexingScreen.BINDINGS)]
+                    ("Query box", []), ("Indexing screen", IndexingScreen.BINDINGS),
+                    ("Index folders", IndexPanel.BINDINGS)]
         self.push_screen(HelpScreen(sections))
 
     def action_filters(self) -> None:
@@ -305,11 +428,15 @@ class XsearchApp(App[None]):
         else:
             self.push_screen(AddFolderScreen(), self.start_indexing)
 
-    def start_indexing(self, folder: Path | None) -> None:
-        """Index ``folder`` in a background worker and show its progress."""
-        if folder is None:
+    def start_indexing(self, request: AddRequest | Path | None) -> None:
+        """Index a folder (an :class:`AddRequest`, or a path) in a background worker and show its progress."""
+        if request is None:
             return
-        self.job = IndexJob(folder)
+        request = request if isinstance(request, AddRequest) else AddRequest(request)
+        self._start_job(IndexJob(request.folder, follow=request.follow))
+
+    def _start_job(self, job: IndexJob) -> None:
+        self.job = job
         self.query_one(StatusBar).activity = self.job.summary()
         self.index_folder(self.job, self.index)
         self.push_screen(IndexingScreen(self.job))
@@ -320,12 +447,19 @@ class XsearchApp(App[None]):
         try:
             encoder = reader.encoder if reader is not None else None
             if (self.index_path / DB_NAME).is_file():
-                writer = Index.open(self.index_path, encoder=encoder)
+                writer = Index.open(self.index_path, encoder=encoder)  # the run loads a model it lacks
             else:
+                if encoder is None:  # a new index loads its model first: the run's "load" phase, before the scan
+                    self.post_message(self.IndexingProgress(job, IndexProgress("load", 0, 0, 0)))
                 writer = Index.create(self.index_path, encoder=encoder, backend=self.backend)
             with writer:
-                report = writer.add_paths([job.folder], cancel=job.cancel,
-                                          progress=lambda p: self.post_message(self.IndexingProgress(job, p)))
+                def progress(p: IndexProgress) -> None:
+                    self.post_message(self.IndexingProgress(job, p))
+
+                if job.resync:
+                    report = writer.sync(cancel=job.cancel, progress=progress).report
+                else:
+                    report = writer.add_paths([job.folder], follow=job.follow, cancel=job.cancel, progress=progress)
         except XsearchError as exc:
             self.post_message(self.IndexingDone(job, None, str(exc)))
             return
@@ -359,9 +493,128 @@ class XsearchApp(App[None]):
         if self.index is None and (self.index_path / DB_NAME).is_file():
             self.open_index()
         elif self.index is not None:
+            self._index_changed()
+
+    def _index_changed(self) -> None:
+        """The index was written: show its new size, search again and refresh the index panel."""
+        if self.index is not None:
             self.query_one(StatusBar).info = self.index.info()
             self._search_now()
+        if isinstance(self.screen, IndexPanel):
+            self.screen.reload()
 
-    def on_unmount(self) -> None:
+    # the index panel --------------------------------------------------------
+    def action_index_panel(self) -> None:
+        """The folders the index was built from: re-sync, remove, watch."""
+        if not isinstance(self.screen, IndexPanel):
+            self.push_screen(IndexPanel(self.index, watching=self._watch_stop is not None))
+
+    def _busy(self) -> bool:
+        if self.job is not None and self.job.running:
+            self.notify("wait for the indexing run to end (or cancel it)", severity="warning")
+            return True
+        if self.index is None:
+            self.notify("no index yet: ctrl+n adds a folder", severity="warning")
+            return True
+        return False
+
+    @on(IndexPanel.Resync)
+    def _resync(self) -> None:
+        if not self._busy():
+            self._start_job(IndexJob(self.index_path, resync=True))
+
+    @on(IndexPanel.Remove)
+    def _remove_root(self, message: IndexPanel.Remove) -> None:
+        if not self._busy():
+            self.query_one(StatusBar).activity = "removing a folder"
+            self.remove_root(message.path, self.index)
+
+    @work(thread=True, exclusive=True, group="index")
+    def remove_root(self, path: str, reader: Index) -> None:
+        """Remove ``path`` and its files through a writer of its own."""
+        try:
+            with Index.open(self.index_path, encoder=reader.encoder) as writer:
+                writer.remove_paths([path])
+        except XsearchError as exc:
+            self.post_message(self.RootsChanged(str(exc)))
+            return
+        self.post_message(self.RootsChanged())
+
+    @on(RootsChanged)
+    @_while_running
+    def _roots_changed(self, message: RootsChanged) -> None:
+        status = self.query_one(StatusBar)
+        if status.activity == "removing a folder":
+            status.activity = ""
+        if message.error is not None:
+            self.notify(message.error, title="index", severity="error")
+        self._index_changed()
+
+    def action_toggle_watch(self) -> None:
+        """Watch the index's folders for changes (or stop watching)."""
+        self._set_watch(self._watch_stop is None)
+
+    @on(IndexPanel.Watch)
+    def _watch_asked(self, message: IndexPanel.Watch) -> None:
+        self._set_watch(message.on)
+
+    def _set_watch(self, on: bool) -> None:
+        if on == (self._watch_stop is not None):
+            return
+        if not on and self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
+            self._show_watching(None)
+        elif on and not self._busy():
+            self._watch_stop = threading.Event()
+            self._show_watching(0)
+            self.watch_roots(self._watch_stop, self.index)
+
+    def _show_watching(self, folders: int | None) -> None:
+        self.query_one(StatusBar).watching = folders
+        if isinstance(self.screen, IndexPanel):
+            self.screen.show_watch(folders is not None)
+
+    @work(thread=True, group="watch")
+    def watch_roots(self, stop: threading.Event, reader: Index) -> None:
+        """Keep the index current as files change under its roots, until ``stop`` is set."""
+        try:
+            with Index.open(self.index_path, encoder=reader.encoder) as writer:
+                folders = sum(root.kind == "root" and root.exists for root in writer.roots())
+                self.post_message(self.Watching(stop, folders))
+                writer.watch(stop=stop, on_run=lambda report: self.post_message(self.RootsChanged(report=report)))
+        except XsearchError as exc:
+            self.post_message(self.Watching(stop, None, str(exc)))
+            return
+        self.post_message(self.Watching(stop, None))
+
+    @on(Watching)
+    @_while_running
+    def _watching(self, message: Watching) -> None:
+        if message.error is not None:
+            self.notify(message.error, title="watch failed", severity="error")
+        if message.stop is not self._watch_stop:
+            return  # a watch already stopped
+        if message.folders is None:
+            self._watch_stop = None
+        self._show_watching(message.folders)
+
+    # quitting ---------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """Stop the background work (which ends at its next check) and exit at once."""
+        self._stop_background()
+        self.exit()
+
+    def _stop_background(self) -> None:
+        self._quitting.set()
+        self._searched.set()  # a warm-up still waiting ends at once
+        self.workers.cancel_all()
+        if self._debounce is not None:
+            self._debounce.stop()
         if self.job is not None:
             self.job.cancel.set()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+
+    def on_unmount(self) -> None:
+        self._stop_background()

@@ -10,24 +10,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import (
-    Button,
-    Input,
-    Label,
-    RadioButton,
-    RadioSet,
-    SelectionList,
-    Switch,
-)
+from textual.widgets import Button, Input, Label, RadioSet
 from textual.widgets.selection_list import Selection
 
 from ...config import MAX_K
 from ..options import MODE_ORDER, SearchOptions
+from ..widgets.toggles import Check, CheckList, Radio
 
 
 class FiltersScreen(ModalScreen[SearchOptions | None]):
-    """Returns the new :class:`SearchOptions`, or ``None`` when cancelled."""
+    """Returns the new :class:`SearchOptions`, or ``None`` when cancelled.
 
+    The languages list has the focus first; on a short terminal the dialog scrolls.
+    """
+
+    AUTO_FOCUS = "#langs"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
 
     def __init__(self, options: SearchOptions, languages: Mapping[str, int]) -> None:
@@ -41,29 +38,25 @@ class FiltersScreen(ModalScreen[SearchOptions | None]):
             with Horizontal():
                 with Vertical(id="filters-langs"):
                     yield Label("Languages [dim](none ticked: all)[/]")
-                    yield SelectionList[str](
+                    yield CheckList(
                         *(Selection(f"{lang}  [dim]{n:,} chunks[/]", lang, lang in self.options.langs)
                           for lang, n in self.languages.items()),
                         id="langs",
                     )
                 with Vertical(id="filters-side"):
                     yield Label("Mode")
-                    with RadioSet(id="mode"):
+                    with RadioSet(id="mode", compact=True):
                         for mode in MODE_ORDER:
-                            yield RadioButton(mode, value=mode == self.options.mode, name=mode)
+                            yield Radio(mode, value=mode == self.options.mode, name=mode, compact=True)
+                    yield Check("Rerank", self.options.rerank, id="rerank", compact=True)
+                    yield Check("Feedback", self.options.feedback, id="feedback", compact=True)
+                    yield Check("Group translations", self.options.group_translations, id="group-translations",
+                                compact=True)
                     with Horizontal(classes="row"):
-                        yield Label("Rerank ")
-                        yield Switch(self.options.rerank, id="rerank")
-                    with Horizontal(classes="row"):
-                        yield Label("Feedback ")
-                        yield Switch(self.options.feedback, id="feedback")
-                    with Horizontal(classes="row"):
-                        yield Label("Group translations ")
-                        yield Switch(self.options.group_translations, id="group-translations")
-                    yield Label(f"Results (k, 1–{MAX_K})")
-                    yield Input(str(self.options.k), type="integer", id="k")
+                        yield Label(f"Results k [dim](1–{MAX_K})[/] ")
+                        yield Input(str(self.options.k), type="integer", id="k", compact=True)
             yield Label("Path glob [dim](e.g. */notes/*.md)[/]")
-            yield Input(self.options.path, placeholder="all files", id="path")
+            yield Input(self.options.path, placeholder="all files", id="path", compact=True)
             with Horizontal(id="filters-buttons"):
                 yield Button("Apply", variant="primary", id="apply")
                 yield Button("Cancel", id="cancel")
@@ -78,10 +71,10 @@ class FiltersScreen(ModalScreen[SearchOptions | None]):
         return SearchOptions(
             k=k,
             mode=pressed.name if pressed is not None and pressed.name else self.options.mode,
-            rerank=self.query_one("#rerank", Switch).value,
-            feedback=self.query_one("#feedback", Switch).value,
-            group_translations=self.query_one("#group-translations", Switch).value,
-            langs=tuple(self.query_one("#langs", SelectionList).selected),
+            rerank=self.query_one("#rerank", Check).value,
+            feedback=self.query_one("#feedback", Check).value,
+            group_translations=self.query_one("#group-translations", Check).value,
+            langs=tuple(self.query_one("#langs", CheckList).selected),
             path=self.query_one("#path", Input).value.strip(),
         )
 

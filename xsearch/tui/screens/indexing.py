@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 
 from ...pipeline import IndexProgress, IndexReport
+from ..widgets.toggles import Check
 
 MAX_SKIPPED_SHOWN = 50
 
@@ -26,6 +27,10 @@ class IndexJob:
     """One indexing run started from the UI; updated on the UI thread as progress arrives."""
 
     folder: Path
+    follow: bool = False
+    """Follow symlinks inside the folder."""
+    resync: bool = False
+    """Index every root of the index again (``folder`` is the index) rather than ``folder``."""
     started: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: IndexProgress | None = None
@@ -68,6 +73,8 @@ class IndexJob:
         if self.report is not None:
             return "indexing cancelled" if self.report.cancelled else "indexing done"
         p = self.progress
+        if p is not None and p.phase == "load":
+            return "indexing: loading model"
         if p is None or p.phase == "scan" or not p.files_total:
             return "indexing: scanning"
         return f"indexing {p.files_done / p.files_total:.0%}"
@@ -79,15 +86,27 @@ def _clock(seconds: float) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class AddFolderScreen(ModalScreen[Path | None]):
-    """Asks for a folder (or file) to add; returns its resolved path, or ``None``."""
+@dataclass(frozen=True)
+class AddRequest:
+    """A folder (or file) to add, as the add-folder dialog returns it."""
 
+    folder: Path
+    follow: bool = False
+    """Follow symlinks inside the folder."""
+
+
+class AddFolderScreen(ModalScreen[AddRequest | None]):
+    """Asks for a folder (or file) to add and whether to follow its symlinks; returns an
+    :class:`AddRequest` with the resolved path, or ``None``."""
+
+    AUTO_FOCUS = "#folder"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="add-folder"):
+        with VerticalScroll(id="add-folder"):
             yield Label("[b]Add a folder to the index[/]  [dim]enter starts, escape cancels[/]")
             yield Input(placeholder="~/Documents/notes", id="folder")
+            yield Check("Follow symlinks inside the folder", id="follow", compact=True)
             yield Label("", id="folder-error")
 
     @on(Input.Submitted, "#folder")
@@ -99,7 +118,7 @@ class AddFolderScreen(ModalScreen[Path | None]):
         elif not path.exists():
             error = f"{text}: no such file or folder"
         else:
-            self.dismiss(path.resolve())
+            self.dismiss(AddRequest(path.resolve(), self.query_one("#follow", Check).value))
             return
         self.query_one("#folder-error", Label).update(f"[red]{escape(error)}[/]")
 
@@ -111,8 +130,11 @@ class AddFolderScreen(ModalScreen[Path | None]):
 class IndexingScreen(ModalScreen[None]):
     """Progress of an :class:`IndexJob` (files, chunks, chunks/s, time left), then its summary.
 
-    Hiding the screen leaves the run going; the index stays searchable meanwhile.
+    Hiding the screen leaves the run going; the index stays searchable meanwhile. Once the
+    run ends, its cancel key and button are gone.
     """
+
+    AUTO_FOCUS = "#hide"
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss", "Hide"), Binding("c", "cancel_job", "Cancel indexing")]
 
@@ -122,7 +144,8 @@ class IndexingScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="indexing"):
-            yield Label(f"[b]Indexing[/] {escape(str(self.job.folder))}", id="indexing-title")
+            title = "every folder again" if self.job.resync else escape(str(self.job.folder))
+            yield Label(f"[b]Indexing[/] {title}", id="indexing-title")
             yield ProgressBar(total=None, show_eta=False, id="indexing-bar")
             yield Static(id="indexing-stats")
             with VerticalScroll(id="indexing-summary"):
@@ -138,11 +161,15 @@ class IndexingScreen(ModalScreen[None]):
         """Redraw from the job's current state (the app calls this on every progress report)."""
         job, p = self.job, self.job.progress
         bar = self.query_one("#indexing-bar", ProgressBar)
-        if p is not None and p.phase != "scan":
+        if p is not None and p.phase not in ("scan", "load"):
             bar.update(total=max(p.files_total, 1), progress=p.files_done if p.files_total else 1)
         stats = []
         if p is None or p.phase == "scan":
             stats.append("scanning files…")
+        elif p.phase == "load":
+            stats.append("loading the model…")
+            if p.files_total:
+                stats.append(f"files to read [b]{p.files_total:,}[/]")
         else:
             stats.append(f"files [b]{p.files_done:,}[/] of {p.files_total:,}")
             stats.append(f"chunks [b]{p.chunks_done:,}[/]")
@@ -154,8 +181,14 @@ class IndexingScreen(ModalScreen[None]):
         self.query_one("#indexing-stats", Static).update("  ·  ".join(stats))
         self.query_one("#indexing-report", Static).update(self._report())
         cancel = self.query_one("#cancel", Button)
-        cancel.disabled = not job.running or job.cancel.is_set()
+        cancel.display = job.running
+        cancel.disabled = job.cancel.is_set()
         self.query_one("#hide", Button).label = "Hide" if job.running else "Close"
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The cancel key exists only while the run does."""
+        return self.job.running if action == "cancel_job" else True
 
     def _report(self) -> str:
         job = self.job

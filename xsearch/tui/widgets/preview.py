@@ -49,7 +49,8 @@ class Preview(VerticalScroll):
         row = next((r for r in context if r.id == hit.chunk_id), None)
         position = f"chunk {row.ord + 1}" if row is not None else "chunk"
         head = f"[b]{escape(display_path(hit.path))}[/]" + (f"  [dim]record {hit.record}[/]" if hit.record else "")
-        if hit.title:
+        body = passage_in_context(hit, context)
+        if hit.title and not body.plain.lstrip("# \n").startswith(hit.title):  # a heading the passage shows
             head += f"\n{escape(hit.title)}"
         head += (f"\n[dim]language[/] {hit.lang or 'und'}  [dim]·[/]  {position}, characters {hit.start:,}–{hit.end:,}"
                  f"  [dim]·[/]  score {hit.score:.3f}")
@@ -57,7 +58,7 @@ class Preview(VerticalScroll):
         if hit.translations:
             text.append("\n").append_text(also_in(hit.translations, scores=True))
         self.query_one("#preview-head", Static).update(text)
-        self.query_one("#preview-body", Static).update(passage_in_context(hit, context))
+        self.query_one("#preview-body", Static).update(body)
         self.scroll_home(animate=False)
 
     def clear(self, message: str = "") -> None:
