@@ -456,6 +456,8 @@ def _read_queries(query: str | None, queries_file: Any) -> list[str]:
     except UnicodeError as exc:
         where = "the query" if query is not None else f"--queries {queries_file.name}"
         raise UsageError(f"{where} is not valid UTF-8 text") from exc
+    if query is not None and not query.strip():
+        raise UsageError("the query is empty: ask for something")
     return queries
 
 

@@ -590,8 +590,6 @@ class Index:
         queries = list(queries)
         if not all(isinstance(q, str) for q in queries):
             raise UsageError("queries must be a list of strings")
-        if not all(q.strip() for q in queries):
-            raise UsageError("a query is empty: ask for something")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise UsageError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
         if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
@@ -607,8 +605,10 @@ class Index:
             raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if group_by is not None and group_by not in GROUPINGS:
             raise UsageError(f"cannot group by {group_by!r}; choose one of {', '.join(GROUPINGS)}")
-        if not queries:
-            return []
+        asked = [i for i, q in enumerate(queries) if q.strip()]  # an empty query finds nothing
+        if not asked:
+            return [[] for _ in queries]
+        hits: list[list[Hit]] = [[] for _ in queries]
         with self.store.snapshot():
             if mode == "lexical":
                 encoder, ann = None, None
@@ -619,10 +619,13 @@ class Index:
             # Decided once: a writer storing the first token vectors meanwhile must not switch
             # reranking on halfway through this search (its queries were encoded without tokens).
             reranking = rerank and self.store.token_codec() is not None
-            return run_search(self.store, ann, encoder, queries, k, mode=mode, scoring=scoring,
-                              allowed=allowed, query_lang=query_lang,
-                              rerank_candidates=RERANK_CANDIDATES if reranking else 0, feedback=bool(feedback),
-                              explain=bool(explain), group_by=group_by, min_score=float(min_score))
+            found = run_search(self.store, ann, encoder, [queries[i] for i in asked], k, mode=mode,
+                               scoring=scoring, allowed=allowed, query_lang=query_lang,
+                               rerank_candidates=RERANK_CANDIDATES if reranking else 0, feedback=bool(feedback),
+                               explain=bool(explain), group_by=group_by, min_score=float(min_score))
+        for i, result in zip(asked, found):
+            hits[i] = result
+        return hits
 
     def _held_languages(self, filters: Mapping[str, Any] | None,
                         langs: Sequence[str] | None) -> tuple[Mapping[str, Any] | None, list[str] | None]:

@@ -94,7 +94,11 @@ def measured(*args: str | bytes | os.PathLike[str], stdin: bytes | None = None, 
              env: dict[str, str] | None = None) -> Measured:
     """Run the command like :func:`xsearch`, killing it after ``timeout`` s (the caller sees
     returncode -9 then), and measure its peak RSS. OpenVINO and numpy reserve far more address
-    space than they touch, so resident memory, not an address-space limit, is what is capped."""
+    space than they touch, so resident memory, not an address-space limit, is what is capped.
+
+    The peak is the child's own high-water mark (``VmHWM``), read while it runs: the
+    ``ru_maxrss`` that ``wait4`` reports starts from the parent's resident size at the fork,
+    so a large test process would be charged to every command it runs."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([*COMMAND, *args], stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=out, stderr=err,
@@ -104,14 +108,32 @@ def measured(*args: str | bytes | os.PathLike[str], stdin: bytes | None = None, 
             proc.stdin.close()
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
+        peak = 0
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            while True:
+                pid, status = os.waitpid(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak = max(peak, _high_water_mark(proc.pid))
+                time.sleep(0.02)
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+        return Measured(proc.returncode, out.read(), err.read(), peak)
+
+
+def _high_water_mark(pid: int) -> int:
+    """Peak resident bytes of the running process ``pid`` (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def committed(index: Path) -> tuple[int, int]:

@@ -479,9 +479,40 @@ _HTML_PARAGRAPH_BLOCKS = frozenset(
 _HTML_CELLS = frozenset({"td", "th"})
 
 
+HTML_MAX_DEPTH = 5_000
+"""Elements open inside each other beyond which a page is skipped: an HTML parser checks the
+stack of open elements at each tag, so its time grows with the square of the depth (50,000
+nested ``<div>`` took 11.6 s). Browsers stop nesting at a few hundred."""
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
+_HTML_UNNESTED = frozenset(
+    """area base br col embed hr img input link meta param source track wbr
+    p li dt dd tr td th option optgroup thead tbody tfoot colgroup rb rt rtc rp html head body""".split()
+)
+"""Void elements and those whose end tag may be left out: they do not count towards the depth."""
+
+
 def _read_html(path: str, data: bytes) -> tuple[list[Document], list[str]]:
-    text, title = html_to_text(decode_text(data))
+    source = decode_text(data)
+    if _html_depth(source) > HTML_MAX_DEPTH:
+        raise ExtractionError(f"HTML nested deeper than {HTML_MAX_DEPTH:,} elements")
+    text, title = html_to_text(source)
     return _single(path, text, title)
+
+
+def _html_depth(source: str) -> int:
+    """How deeply the page's elements nest, counted from its tags in one pass (an upper bound:
+    an element left open counts as open)."""
+    depth = deepest = 0
+    for match in _HTML_TAG.finditer(source):
+        closing, name, self_closing = match.groups()
+        if self_closing or name.lower() in _HTML_UNNESTED:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def html_to_text(source: str) -> tuple[str, str]:
