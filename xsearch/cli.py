@@ -541,6 +541,15 @@ def tui_cmd(index_dir: str | None, backend: str | None) -> None:
     from .tui import run
 
     run(_index_path(index_dir), backend=backend)
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process at once, once the terminal UI has closed its index: a model still
+    loading in a background thread would otherwise hold the exit back by a few tenths of a second."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @main.command("info")
