@@ -616,12 +616,9 @@ class Index:
                 ann = self._load_encoder_while(lambda: self.vectors.sync(save=False))
                 encoder = self.encoder
             allowed = self.store.chunk_ids_where(*checked.where()) if checked is not None else None
-            # Decided once: a writer storing the first token vectors meanwhile must not switch
-            # reranking on halfway through this search (its queries were encoded without tokens).
-            reranking = rerank and self.store.token_codec() is not None
             found = run_search(self.store, ann, encoder, [queries[i] for i in asked], k, mode=mode,
                                scoring=scoring, allowed=allowed, query_lang=query_lang,
-                               rerank_candidates=RERANK_CANDIDATES if reranking else 0, feedback=bool(feedback),
+                               rerank_candidates=RERANK_CANDIDATES if rerank else 0, feedback=bool(feedback),
                                explain=bool(explain), group_by=group_by, min_score=float(min_score))
         for i, result in zip(asked, found):
             hits[i] = result

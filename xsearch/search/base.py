@@ -9,6 +9,7 @@ A search runs a batch of queries through a short sequence of stages (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..embed.centering import prepare
-from ..store.tokens import StoredTokens, read_chunks, read_tokens
+from ..store.tokens import StoredTokens
 
 if TYPE_CHECKING:
     from ..ann import AnnIndex
@@ -101,9 +102,11 @@ class SearchContext:
     _means: LanguageMeans | None = None
     _tokens: tuple[set[int], StoredTokens] | None = None
 
-    @property
+    @functools.cached_property
     def reranking(self) -> bool:
-        """Whether late interaction runs: asked for, and the index keeps token vectors."""
+        """Whether late interaction runs: asked for, and the index keeps token vectors. Decided
+        once per search: a writer storing an index's first token vectors meanwhile must not switch
+        reranking on halfway through (the queries were encoded without token vectors)."""
         return self.rerank_candidates > 0 and self.store.token_codec() is not None
 
     def encoded(self) -> tuple[np.ndarray, list[TokenEmbeddings]]:
@@ -132,8 +135,7 @@ class SearchContext:
         :meth:`chunk_tokens`."""
         if not (tokens and self.reranking):
             return prepared_vectors(self.store, ids, self.scoring, self.language_means())
-        codec = self.store.token_codec()
-        chunk_ids, langs, vectors, stored = read_chunks(self.store.db.conn, ids, self.store.dim, codec.bytes_per_token)
+        chunk_ids, langs, vectors, stored = self.store.read_chunks(ids)
         self._tokens = ({int(i) for i in ids}, stored)
         return PreparedVectors(chunk_ids, prepare(vectors, langs, self.scoring, self.language_means()))
 
@@ -143,7 +145,7 @@ class SearchContext:
         read now."""
         if self._tokens is not None and self._tokens[0].issuperset(int(i) for i in ids):
             return self._tokens[1]
-        return read_tokens(self.store.db.conn, ids, self.store.token_codec().bytes_per_token)
+        return self.store.read_tokens(ids)
 
     def cosines(self, q: int, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(len(ids),)`` cosines of query ``q`` to the chunks ``ids``, as the scoring compares

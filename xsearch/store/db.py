@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import IndexCorruptError, IndexNotFoundError
 from ..types import Chunk, ChunkRow, ChunkTokens, Document, LanguageMeans
 from .lexical import FtsReader, ensure_lexical
-from .tokens import TokenCodec
+from .tokens import StoredTokens, TokenCodec, read_chunks, read_tokens
 
 TOKEN_CODEC = "pq"
 """How token vectors are stored unless the index settings say otherwise (see store/tokens.py)."""
@@ -517,6 +517,22 @@ class Store:
             if row is not None:
                 self._codec = TokenCodec.from_bytes(row[0])
         return self._codec
+
+    def read_tokens(self, ids: Sequence[int] | np.ndarray) -> StoredTokens:
+        """The stored tokens of the chunks ``ids`` with their languages, in one query per 500 ids
+        (see :func:`~xsearch.store.tokens.read_tokens`); the index must keep token vectors."""
+        return read_tokens(self.db.conn, ids, self._required_codec().bytes_per_token)
+
+    def read_chunks(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray, StoredTokens]:
+        """What a search compares of the chunks ``ids``: their vectors and stored tokens in one
+        query per 500 ids (see :func:`~xsearch.store.tokens.read_chunks`)."""
+        return read_chunks(self.db.conn, ids, self.dim, self._required_codec().bytes_per_token)
+
+    def _required_codec(self) -> TokenCodec:
+        codec = self.token_codec()
+        if codec is None:
+            raise ValueError("this index keeps no token vectors: nothing to read")
+        return codec
 
     def set_token_codec(self, codec: TokenCodec) -> None:
         """Offer the codec the model was built with (``Encoder.token_codec()``) for an index that
