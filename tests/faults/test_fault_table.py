@@ -208,8 +208,12 @@ QUERIES: dict[str, tuple[list[str | bytes], set[int], str]] = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, encoder) -> Path:
-    root = tmp_path_factory.mktemp("built")
-    docs = make_docs(root / "docs", 6)
+    return _index_of_notes(tmp_path_factory.mktemp("built"), 6, encoder)
+
+
+def _index_of_notes(root: Path, n: int, encoder) -> Path:
+    """A real index of ``n`` generated notes, in ``root / "idx"``."""
+    docs = make_docs(root / "docs", n)
     with Index.create(root / "idx", encoder=encoder) as index:
         index.add_paths([docs])
     return root / "idx"
@@ -315,12 +319,9 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], set[int]]] = {
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory, encoder) -> Path:
-    root = tmp_path_factory.mktemp("pristine")
-    docs = make_docs(root / "docs", 4)
-    with Index.create(root / "idx", encoder=encoder) as index:
-        index.add_paths([docs])
-    assert list((root / "idx").glob("ann-*.faiss"))
-    return root / "idx"
+    index = _index_of_notes(tmp_path_factory.mktemp("pristine"), 4, encoder)
+    assert list(index.glob("ann-*.faiss"))
+    return index
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))
