@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,48 @@ def test_openvino_runs_a_few_padded_widths_with_the_same_vectors(openvino_encode
         np.testing.assert_allclose(a.vectors, b.vectors, atol=2e-3)
 
 
+def test_openvino_runs_each_query_width_on_a_request_of_its_own(openvino_encoder: Encoder) -> None:
+    """Single texts keep one inference request per width (no shape changes between queries),
+    with the vectors the one shared request gives; batches do not add requests."""
+    encoder = openvino_encoder
+    runner = encoder._runner
+    assert isinstance(runner, openvino.QueryRunner)
+    texts = [encoder.info.query_prefix + text for text in SENTENCES]
+    inputs = []
+    for encoding in encoder.tokenizer.encode(texts, max_length=encoder.info.max_length):
+        width = encoder._padded(len(encoding.ids))
+        ids = np.full((1, width), encoder.tokenizer.pad_id, dtype=np.int64)
+        ids[0, : len(encoding.ids)] = encoding.ids
+        mask = (np.arange(width) < len(encoding.ids)).astype(np.int64)[None]
+        inputs.append((ids, mask))
+    widths = {ids.shape[1] for ids, _ in inputs}
+    assert len(widths) > 1
+
+    def search_thread() -> None:  # a thread that runs no batches in the streams, as a server's
+        for ids, mask in inputs + inputs[::-1]:  # widths in turn, then back
+            np.testing.assert_allclose(runner(ids, mask), openvino.Runner.__call__(runner, ids, mask), atol=1e-6)
+        assert widths <= set(runner._local.by_width)
+        kept = dict(runner._local.by_width)
+        runner(np.vstack([inputs[0][0], inputs[0][0]]), np.vstack([inputs[0][1], inputs[0][1]]))
+        assert runner._local.by_width == kept
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(search_thread).result()
+
+
+def test_openvino_leaves_threads_unpinned_when_it_does_not_use_every_core(model_cache: Path) -> None:
+    """An encoder on fewer threads than cores (a Spark worker's) must not pin them to the first
+    cores, where every such process would share core 0."""
+    from xsearch import runtime
+
+    if runtime.cpu_count() < 2:
+        pytest.skip("one core: every encoder uses them all")
+    one = Encoder.load("multilingual-e5-small", backend="openvino", threads=1)
+    assert one._runner._latency().get_property("ENABLE_CPU_PINNING") is False
+    vectors, _ = one.embed(SENTENCES[:2], kind="passage")
+    assert vectors.shape == (2, one.dim)
+
+
 def test_openvino_runs_many_batches_in_streams_with_the_one_stream_vectors(openvino_encoder: Encoder,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from xsearch import runtime
@@ -332,7 +375,7 @@ def test_openvino_runs_many_batches_in_streams_with_the_one_stream_vectors(openv
     texts = sample_passages(40) + SENTENCES
     streamed, streamed_tokens = encoder.embed(texts, kind="passage", tokens=True, batch_tokens=600)
     assert int(runner._streams.get_property("NUM_STREAMS")) >= min(2, runtime.cpu_count())
-    assert int(runner._model.get_property("NUM_STREAMS")) == 1  # one text still runs on every thread at once
+    assert int(runner._latency().get_property("NUM_STREAMS")) == 1  # one text still runs on every thread at once
     monkeypatch.setattr(encoder, "_runner", Recording(runner, openvino.WIDTH_STEP))  # no streams: one batch at a time
     one_stream, one_stream_tokens = encoder.embed(texts, kind="passage", tokens=True, batch_tokens=600)
     assert len(encoder._runner.widths) > 2

@@ -16,6 +16,7 @@ import pytest
 from conftest import SAMPLE
 from xsearch import Index, pipeline
 from xsearch.pipeline import IndexProgress, consumed_behind, prefetched
+from xsearch.token_codec import MAX_TRAIN_TOKENS, TokenCodec, training_sample
 
 MODES = {"serial": (0, 0), "ahead": (3, 0), "pipelined": (3, 1)}
 """Groups read ahead and committed behind the encoder (``prefetch``, ``behind``)."""
@@ -148,7 +149,7 @@ def test_a_failing_stage_raises_and_keeps_earlier_groups(stage: str, sample_copy
     if stage == "read":
         monkeypatch.setattr(pipeline, "extract", third_time(pipeline.extract))
     elif stage == "embed":
-        monkeypatch.setattr(pipeline, "_embed", third_time(pipeline._embed))
+        monkeypatch.setattr(pipeline, "embed_group", third_time(pipeline.embed_group))
     elif stage == "write":
         monkeypatch.setattr(pipeline._Commits, "_new_documents", third_time(pipeline._Commits._new_documents))
     with Index.create(tmp_path / "idx", encoder=encoder) as index:
@@ -250,6 +251,52 @@ def test_a_small_first_write_takes_the_model_codec_and_a_large_one_trains_its_ow
         assert tokens >= pipeline.MODEL_CODEC_BELOW  # in one group: the first write
         codec = index.store.token_codec()
         assert codec.kind == "pq" and codec.to_bytes() != model_codec
+
+
+def test_a_large_file_is_embedded_in_slices_and_committed_in_one_transaction(tmp_path: Path, encoder,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of many slices stores what one encoder call over all of its chunks stores: the same
+    chunks, spans and vectors, bit for bit, all in one generation. A new index whose first write
+    is larger than the codec's sample trains its codec on the tokens embedded first."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    texts = [path.read_text(encoding="utf-8") for path in sorted(SAMPLE.rglob("*")) if path.suffix in (".txt", ".md")]
+    (folder / "long.txt").write_text("\n\n".join(texts * 4), encoding="utf-8")  # about 200 chunks, 7 batches
+    monkeypatch.setattr(pipeline, "SLICE_CHUNKS", 10**6)  # the whole group at once
+    with Index.create(tmp_path / "whole", encoder=encoder) as index:
+        _run(index, encoder, folder, "serial")
+        rows, vectors, tokens, _ = _stored(index)
+        whole_codec = index.store.token_codec().to_bytes()
+    slices: list[int] = []
+    commit = pipeline._Commits.__call__
+
+    def counted(self, item):
+        slices.append(len(item.positions))
+        return commit(self, item)
+
+    monkeypatch.setattr(pipeline, "SLICE_CHUNKS", 1)
+    monkeypatch.setattr(pipeline, "CODEC_SAMPLE_BYTES", 2 * 2**20)
+    monkeypatch.setattr(pipeline._Commits, "__call__", counted)
+    with Index.create(tmp_path / "sliced", encoder=encoder) as index:
+        report = _run(index, encoder, folder, "pipelined")
+        sliced_rows, sliced_vectors, sliced_tokens, decoded = _stored(index)
+        generations = [g for (g,) in index.store.db.execute("SELECT DISTINCT gen FROM chunks")]
+        codec = index.store.token_codec()
+    assert report.files_added == 1 and len(slices) >= 2 and sum(slices) == report.chunks_added == len(rows)
+    assert len(generations) == 1  # one transaction
+    assert sliced_rows == rows and sliced_tokens == tokens and np.array_equal(sliced_vectors, vectors)
+    assert codec.kind == "pq" and codec.to_bytes() != whole_codec  # trained on the first 2 MB of tokens
+    assert sum(len(t) for t in decoded) == sum(n for _, n, _ in tokens)
+
+
+def test_the_codec_sample_taken_from_slices_trains_the_codec_of_their_stack() -> None:
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((n, 16)).astype(np.float32) for n in (9_000, 1, 0, 12_000)]
+    sample = training_sample(parts)
+    assert sample.shape == (MAX_TRAIN_TOKENS, 16)
+    stacked = TokenCodec.train(np.concatenate(parts), "pq", m=4)
+    assert TokenCodec.train(sample, "pq", m=4).to_bytes() == stacked.to_bytes()
+    assert np.array_equal(training_sample(parts[:2]), np.concatenate(parts[:2]))  # small: every row
 
 
 DISPLAY_WITH_A_CHILD = """

@@ -27,6 +27,7 @@ from .config import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MODEL,
     DEFAULT_OVERLAP,
+    ENGINES,
     GROUPINGS,
     MAX_K,
     MODES,
@@ -207,17 +208,30 @@ index_option = click.option("--index", "index_dir", metavar="DIR", envvar="XSEAR
               help="After indexing, keep the index current as files change, until Ctrl-C.")
 @click.option("--prune", is_flag=True,
               help="With no PATH: forget the folders gone from disk, with their documents.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="Read and embed in this process, or on Apache Spark (needs `pip install 'xsearch[spark]'` "
+                   "and Java 17).")
+@click.option("--master", metavar="URL", default=None,
+              help="With --engine spark: the Spark master [default: local[*]].")
+@click.option("--partitions", type=click.IntRange(1), default=None, metavar="N",
+              help="With --engine spark: tasks to split the files into [default: 4 per core].")
+@click.option("--staging", metavar="DIR", type=click.Path(file_okay=False), default=None,
+              help="With --engine spark: folder for the job's output, shared by driver and executors "
+                   "[default: inside the index].")
 @backend_option
 @json_option
 def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, pooling: str | None,
               layer: int | None, max_tokens: int | None, overlap: int | None, include: tuple[str, ...],
               exclude: tuple[str, ...], max_file_size: str, follow: bool, quiet: bool, watch: bool, prune: bool,
+              engine: str, master: str | None, partitions: int | None, staging: str | None,
               backend: str | None, as_json: bool) -> None:
     """Index files and folders (incrementally: only new and changed files are embedded).
 
     With no PATH, index again every folder the index was built from, with the options it was
     indexed with, removing the files deleted since (see `xsearch ls`). With --watch, go on
-    indexing the changes as files are added, changed or removed, until Ctrl-C.
+    indexing the changes as files are added, changed or removed, until Ctrl-C. With --engine
+    spark, the files are read and embedded on Apache Spark and the result is stored in one
+    transaction.
     """
     from .config import IndexConfig
     from .index import Index
@@ -235,6 +249,15 @@ def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, 
     if not paths and (include or exclude or follow):
         raise UsageError("--include, --exclude and --follow apply to the paths given; with no PATH each folder is "
                          "indexed with the options it was indexed with")
+    spark = {"master": master, "partitions": partitions, "staging": staging}
+    if engine != "spark" and any(value is not None for value in spark.values()):
+        raise UsageError("--master, --partitions and --staging apply to --engine spark")
+    if engine == "spark" and (not paths or watch):
+        raise UsageError("--engine spark indexes the paths given: give PATH (and no --watch)")
+    if engine == "spark":
+        from .spark import require_spark
+
+        require_spark()
     if not paths or watch:
         options = {"include": include, "exclude": exclude, "max_file_bytes": max_bytes, "follow": follow}
         _index_known(paths, _index_path(index_dir), config, explicit, options, watch=watch, prune=prune,
@@ -247,7 +270,7 @@ def index_cmd(paths: tuple[str, ...], index_dir: str | None, model: str | None, 
     with _index_progress(new_index=new_index) if show else nullcontext(None) as progress, \
             Index.open_or_create(index_path, config, explicit=explicit, backend=backend) as index:
         report = index.add_paths(paths, include=include, exclude=exclude, max_file_bytes=max_bytes, follow=follow,
-                                 progress=progress)
+                                 progress=progress, engine=engine, **(spark if engine == "spark" else {}))
         info = index.info()
     if as_json:
         click.echo(json.dumps({"index": str(index_path), **report.to_dict()}, ensure_ascii=False))

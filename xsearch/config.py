@@ -20,6 +20,9 @@ GROUPINGS = ("document", "translation")
 """What ``group_by`` may merge hits by: a document's chunks, or a passage's language versions."""
 MAX_K = 1000
 """Most hits one query may ask for, in every interface."""
+ENGINES = ("local", "spark")
+"""Where ``xsearch index`` reads and embeds files: in this process, or on Apache Spark (an
+optional extra; the result is the same kind of index)."""
 BACKENDS = ("openvino", "onnx", "torch")
 """How the encoder runs: ``openvino`` (int8 OpenVINO, statically quantized once from the local
 weights; the default), ``onnx`` (int8 ONNX Runtime, dynamically quantized) or ``torch`` (the

@@ -66,5 +66,11 @@ class IndexLockedError(XsearchError):
     exit_code = 7
 
 
+class EngineJobError(XsearchError):
+    """A job on another engine (Apache Spark) failed; the index is as it was before it."""
+
+    exit_code = 8
+
+
 class IndexReadOnlyError(UsageError):
     """The index may be searched but not written (a read-only folder, file or mount)."""

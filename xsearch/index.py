@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._version import __version__
-from .config import IndexConfig
+from .config import ENGINES, IndexConfig
 from .errors import (
     IndexLockedError,
     IndexMismatchError,
@@ -307,7 +308,8 @@ class Index:
     def add_paths(self, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                   exclude: Sequence[str] = (), max_file_bytes: int | None = None, follow: bool = False,
                   progress: Callable[[IndexProgress], None] | None = None,
-                  cancel: threading.Event | None = None) -> IndexReport:
+                  cancel: threading.Event | None = None, engine: str = "local", master: str | None = None,
+                  partitions: int | None = None, staging: str | os.PathLike[str] | None = None) -> IndexReport:
         """Index files and folders incrementally: new and changed files are embedded,
         files deleted under ``paths`` are removed, unchanged ones are left alone.
 
@@ -321,12 +323,31 @@ class Index:
         it at the next group of files, keeping what was committed (``report.cancelled``).
         ``report.stages`` gives the seconds spent in each stage, the vector index and the
         translation links included.
+
+        ``engine="spark"`` reads, chunks and embeds the new and changed files on Apache Spark
+        (``master``: its URL, ``local[*]`` by default; ``partitions``: the number of tasks;
+        ``staging``: a folder shared by the driver and the executors for the job's output, the
+        index directory by default) and stores the result in one transaction: the documents,
+        chunks and vectors a local run stores (a new index's token vectors are compressed with
+        the model's codec), and nothing if the job fails (see :mod:`xsearch.spark`).
         """
-        from .pipeline import index_paths
+        if engine not in ENGINES:
+            raise UsageError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine != "spark" and (master, partitions, staging) != (None, None, None):
+            raise UsageError("master, partitions and staging apply to engine='spark'")
+        if engine == "spark":
+            from .spark import index_paths, require_spark
+
+            require_spark()
+            run: Callable[..., IndexReport] = functools.partial(
+                index_paths, folder=self.path, backend=self.backend, master=master, partitions=partitions,
+                staging=staging)
+        else:
+            from .pipeline import index_paths as run
 
         with self._write_lock():
-            report = index_paths(self._target(), paths, include=include, exclude=exclude,
-                                 max_file_bytes=max_file_bytes, follow=follow, progress=progress, cancel=cancel)
+            report = run(self._target(), paths, include=include, exclude=exclude,
+                         max_file_bytes=max_file_bytes, follow=follow, progress=progress, cancel=cancel)
             if not report.cancelled:
                 _record_roots(self.store, paths, include=include, exclude=exclude, follow=follow,
                               max_file_bytes=max_file_bytes)

@@ -6,10 +6,13 @@ group in one transaction, so an interrupted run keeps every finished group and t
 picks up the rest.
 
 A run keeps the encoder busy. One thread reads, detects languages and chunks up to
-:data:`PREFETCH_GROUPS` groups ahead of it; the calling thread embeds; another thread picks
-each group's content tokens, compresses them and commits the group while the next one is
-embedded (:data:`WRITE_BEHIND_GROUPS`). Groups are embedded and committed in the same order,
-and the same way, as when every step runs in the calling thread, so the index is the same.
+:data:`PREFETCH_GROUPS` groups ahead of it; the calling thread embeds each group in slices of
+about :data:`SLICE_CHUNKS` chunks; another thread picks each slice's content tokens and compresses
+them while the next slice is embedded, and commits the group once its last slice is in
+(:data:`WRITE_BEHIND_GROUPS`). Memory therefore holds the float32 token vectors of a slice or
+two, however large a file: a group waiting for its commit keeps only codes and float16 vectors.
+Groups and slices are embedded and committed in the same order, and the same way, as when
+every step runs in the calling thread, so the index is the same.
 
 Texts given through the API (:func:`index_texts`) take the same path from language detection
 on: each is stored as a source of its own (``text:<id>``) holding one document.
@@ -32,24 +35,41 @@ from pathlib import Path
 from queue import Empty, Full, Queue
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
+from .embed.encoder import DEFAULT_BATCH_TOKENS, token_budget_batches
+from .embed.tokens import content_tokens
 from .errors import ExtractionError
 from .ingest import chunk_documents, detect_document_languages, discover, extract
-from .embed.tokens import content_tokens
+from . import runtime
 from .runtime import sha256_file
 from .store.db import FileState, NewDocument, Store, text_source
-from .types import Chunk, Document, Skipped, SourceFile, path_to_text
+from .store.tokens import EncodedTokens, TokenCodec, encode_tokens
+from .types import Chunk, ChunkTokens, Document, Skipped, SourceFile, path_to_text
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .config import IndexConfig
     from .embed.encoder import Encoder, TokenEmbeddings
 
 T = TypeVar("T")
 
 GROUP_CHUNKS = 512
-"""Chunks embedded and committed together (also the window for sorting by length)."""
+"""Chunks committed together, about: a group closes with the file that brings it past
+``GROUP_CHUNKS * 600`` characters (or :data:`GROUP_FILES` files). A file is never split, so
+that its documents appear in one transaction: a very large one makes its group as large, which
+costs little, since a group is embedded in slices (:data:`SLICE_CHUNKS`) and kept compressed."""
 GROUP_FILES = 64
+SLICE_CHUNKS = 64
+"""Chunks embedded at once, about. Their float32 token vectors (about 0.4 MB a chunk of 256
+tokens at 384 dimensions, with the tokenizer's lists beside them) are compressed before the next
+slice's are made. A slice is a run of whole batches of the encoder's batching of the group (at
+least two when the group has two), so that every text runs in the batch it would run in were the
+group embedded at once: the vectors are those of one call."""
+CODEC_SAMPLE_BYTES = 160 * 2**20
+"""A new index trains its token codec (see :data:`MODEL_CODEC_BELOW`) on a seeded sample of the
+first write's content tokens, or of its first this many bytes of float32 token vectors when it
+is larger (about 109,000 tokens at 384 dimensions: more than an ordinary first group holds,
+and the first stretch of a very large file); until then they wait uncompressed."""
 PREFETCH_GROUPS = 2
 """Groups of files read and chunked ahead of the encoder."""
 WRITE_BEHIND_GROUPS = 1
@@ -155,6 +175,65 @@ def is_under(path: str, roots: Sequence[Path]) -> bool:
     return any(path == text or path.startswith(text + os.sep) for text in texts)
 
 
+@dataclass(frozen=True)
+class FileScan:
+    """What a run found under its paths, compared with the index (:func:`scan_files`)."""
+
+    todo: list[tuple[SourceFile, str]]
+    """New and changed files, with their content hashes."""
+    touched: list[FileState]
+    """Files whose mtime or size changed but whose content did not."""
+    removed: list[str]
+    """Keys of the files the index holds under the paths that are gone."""
+    known: dict[str, FileState]
+    """Every file the index held before the run, by key."""
+    unchanged: int
+    seen: int
+    skipped: list[Skipped]
+
+
+def scan_files(store: Store, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
+               exclude: Sequence[str] = (), max_file_bytes: int | None = None, follow: bool = False,
+               listed: Callable[[int], None] | None = None) -> FileScan:
+    """Discover the files under ``paths`` (:func:`~xsearch.ingest.discover`) and compare them with
+    ``store``: size and mtime first, then the content hash. A file whose content is unchanged is
+    only touched (its new mtime recorded); a file the index holds under ``paths`` that discovery
+    no longer finds is removed. ``listed`` is called with the number of files found before they
+    are hashed. The first step of a run on any engine: only ``todo`` is read."""
+    kwargs = {"include": include, "exclude": exclude, "follow": follow}
+    if max_file_bytes is not None:
+        kwargs["max_bytes"] = max_file_bytes
+    sources: list[SourceFile] = []
+    skipped: list[Skipped] = []
+    for item in discover(list(paths), **kwargs):
+        (sources if isinstance(item, SourceFile) else skipped).append(item)
+    if listed is not None:
+        listed(len(sources))
+    known = store.file_states()
+    roots = [Path(p).resolve() for p in paths]
+    seen = {s.key for s in sources} | {s.path for s in skipped}
+    removed = [p for p in known if is_under(p, roots) and p not in seen]
+    todo: list[tuple[SourceFile, str]] = []
+    touched: list[FileState] = []
+    unchanged = 0
+    for source in sources:
+        state = known.get(source.key)
+        if state is not None and (state.size, state.mtime) == (source.size, source.mtime):
+            unchanged += 1
+            continue
+        try:
+            digest = sha256_file(source.path)
+        except OSError as exc:
+            skipped.append(Skipped(source.key, f"unreadable: {exc.strerror or exc}"))
+            continue
+        if state is not None and state.hash == digest:
+            touched.append(FileState(source.key, digest, source.mtime, source.size))
+            unchanged += 1
+        else:
+            todo.append((source, digest))
+    return FileScan(todo, touched, removed, known, unchanged, len(sources) + len(skipped), skipped)
+
+
 def index_paths(target: Target, paths: Sequence[str | os.PathLike[str]], *, include: Sequence[str] = (),
                 exclude: Sequence[str] = (), max_file_bytes: int | None = None, follow: bool = False,
                 progress: Callable[[IndexProgress], None] | None = None,
@@ -172,46 +251,19 @@ def index_paths(target: Target, paths: Sequence[str | os.PathLike[str]], *, incl
     compression, the transaction) in another up to ``behind`` groups after it, so the encoder
     waits on neither; ``0`` runs that step in the calling thread. The index is the same either
     way. ``progress`` is called at each phase and after every committed group, by the thread
-    that commits. Setting ``cancel`` stops the run before the next group is embedded; groups
-    embedded already are committed, and committed groups stay.
+    that commits. Setting ``cancel`` stops the run before the next slice is embedded; groups
+    embedded whole already are committed, and committed groups stay (a group cut short is
+    left for the next run).
     """
     started = time.perf_counter()
+    runtime.steady_heap()
     timer = StageTimer()
     notify = progress or (lambda _p: None)
-    kwargs = {"include": include, "exclude": exclude, "follow": follow}
-    if max_file_bytes is not None:
-        kwargs["max_bytes"] = max_file_bytes
-    sources: list[SourceFile] = []
-    skipped: list[Skipped] = []
-    with timer.stage("scan"):
-        for item in discover(list(paths), **kwargs):
-            (sources if isinstance(item, SourceFile) else skipped).append(item)
-    notify(IndexProgress("scan", len(sources), 0, 0))
-
     store = target.store
     with timer.stage("scan"):
-        known = store.file_states()
-        roots = [Path(p).resolve() for p in paths]
-        seen = {s.key for s in sources} | {s.path for s in skipped}
-        removed = [p for p in known if is_under(p, roots) and p not in seen]
-        todo: list[tuple[SourceFile, str]] = []
-        touched: list[FileState] = []
-        unchanged = 0
-        for source in sources:
-            state = known.get(source.key)
-            if state is not None and state.size == source.size and state.mtime == source.mtime:
-                unchanged += 1
-                continue
-            try:
-                digest = sha256_file(source.path)
-            except OSError as exc:
-                skipped.append(Skipped(source.key, f"unreadable: {exc.strerror or exc}"))
-                continue
-            if state is not None and state.hash == digest:
-                touched.append(FileState(source.key, digest, source.mtime, source.size))
-                unchanged += 1
-                continue
-            todo.append((source, digest))
+        found = scan_files(store, paths, include=include, exclude=exclude, max_file_bytes=max_file_bytes,
+                           follow=follow, listed=lambda n: notify(IndexProgress("scan", n, 0, 0)))
+    todo, touched, removed, known, skipped = found.todo, found.touched, found.removed, found.known, found.skipped
     with timer.stage("write"):
         if touched:
             store.touch_files(touched)
@@ -225,28 +277,29 @@ def index_paths(target: Target, paths: Sequence[str | os.PathLike[str]], *, incl
     notify(IndexProgress("embed", len(todo), 0, 0))
     commits = _Commits(target, timer, known, removed if todo else [], len(todo), notify)
     stop = cancel or threading.Event()
-    groups = _file_groups(todo, skipped, stop, timer)
-    prepared = (_prepare(target, group, files_done, timer) for group, files_done in groups)
+    groups = file_groups(todo, skipped, stop, timer)
+    prepared = (prepare_group(target, group, files_done, timer) for group, files_done in groups)
     with closing(prefetched(prepared, prefetch, stop) if prefetch else prepared) as batches, \
             consumed_behind(commits, behind) as commit:
         for batch in batches:
             if stop.is_set():
                 break
-            commit(_embed(target, batch, timer))
+            for piece in embed_group(target, batch, timer, stop):
+                commit(piece)
     cancelled = commits.files_done < len(todo)
     if commits.removed and not cancelled:  # deleted files are forgotten only by a run that saw everything through
         with timer.stage("write"):
             store.replace_files(commits.removed, [])
     notify(IndexProgress("done", len(todo), commits.files_done, commits.chunks))
     return IndexReport(
-        files_seen=len(sources) + len(skipped),
+        files_seen=found.seen,
         files_added=commits.added,
         files_updated=commits.updated,
         files_removed=0 if commits.removed and cancelled else len(removed),
-        files_unchanged=unchanged,
+        files_unchanged=found.unchanged,
         documents_added=commits.documents,
         chunks_added=commits.chunks,
-        skipped=tuple(skipped),
+        skipped=tuple(found.skipped),
         seconds=time.perf_counter() - started,
         cancelled=cancelled,
         stages=timer.seconds(),
@@ -269,11 +322,13 @@ def index_texts(target: Target, items: Sequence[TextItem], *, behind: int = WRIT
     embedding and storage are those of files, committed in groups like files (``behind``: as
     :func:`index_paths`).
     """
+    runtime.steady_heap()
     timer = StageTimer()
     commits = _Commits(target, timer, {}, [], len(items), lambda _p: None)
     with consumed_behind(commits, behind) as commit:
         for group, done in _text_groups(items):
-            commit(_embed(target, _prepare(target, group, done, timer), timer))
+            for piece in embed_group(target, prepare_group(target, group, done, timer), timer):
+                commit(piece)
 
 
 def _text_groups(items: Sequence[TextItem]) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
@@ -294,7 +349,7 @@ def _text_groups(items: Sequence[TextItem]) -> Iterator[tuple[list[tuple[FileSta
             group, group_chars = [], 0
 
 
-def _file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped], stop: threading.Event,
+def file_groups(todo: Sequence[tuple[SourceFile, str]], skipped: list[Skipped], stop: threading.Event,
                  timer: StageTimer) -> Iterator[tuple[list[tuple[FileState, list[Document]]], int]]:
     """Extract the files of ``todo`` and yield them in groups, with the count of files done.
 
@@ -332,7 +387,7 @@ class PreparedGroup:
     files_done: int
 
 
-def _prepare(target: Target, group: list[tuple[FileState, list[Document]]], files_done: int,
+def prepare_group(target: Target, group: list[tuple[FileState, list[Document]]], files_done: int,
              timer: StageTimer) -> PreparedGroup:
     if not group:
         return PreparedGroup(group, [], [], files_done)
@@ -346,29 +401,72 @@ def _prepare(target: Target, group: list[tuple[FileState, list[Document]]], file
 
 
 @dataclass(frozen=True)
-class EmbeddedGroup:
-    """A prepared group with its chunks' sentence vectors and, if the index keeps them, token vectors."""
+class EmbeddedSlice:
+    """Some chunks of a prepared group (see :data:`SLICE_CHUNKS`) with their sentence vectors
+    and, if the index keeps them, token vectors."""
 
     batch: PreparedGroup
-    vectors: np.ndarray | None
-    """``(chunks, dim)`` in the order of ``batch.chunks`` (None for a group without files)."""
+    positions: np.ndarray
+    """Positions of the slice's chunks among the group's chunks (documents after one another), ascending."""
+    vectors: np.ndarray
+    """``(chunks, dim)`` float32, in the order of ``positions``."""
     tokens: list[TokenEmbeddings]
+    last: bool
+    """The group's last slice: the group is embedded whole."""
 
 
-def _embed(target: Target, batch: PreparedGroup, timer: StageTimer) -> EmbeddedGroup:
-    if not batch.group:
-        return EmbeddedGroup(batch, None, [])
+def embed_group(target: Target, batch: PreparedGroup, timer: StageTimer,
+           stop: threading.Event | None = None) -> Iterator[EmbeddedSlice]:
+    """The slices of ``batch`` (see :data:`SLICE_CHUNKS`), embedded one after another, with
+    the positions of their chunks in order (a group without chunks is one empty slice); setting
+    ``stop`` ends them before the next."""
     texts = [c.text for chunks in batch.chunks for c in chunks]
+    if not texts:
+        yield EmbeddedSlice(batch, np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), [], True)
+        return
+    encoder = target.encoder()
     with timer.stage("embed"):
-        vectors, tokens = target.encoder().embed(texts, kind="passage", tokens=target.config.token_vectors)
-    return EmbeddedGroup(batch, vectors, tokens)
+        slices = _slices(encoder, texts)
+    for n, positions in enumerate(slices):
+        if stop is not None and stop.is_set():
+            return
+        with timer.stage("embed"):
+            vectors, tokens = encoder.embed([texts[i] for i in positions], kind="passage",
+                                            tokens=target.config.token_vectors)
+        yield EmbeddedSlice(batch, np.asarray(positions, dtype=np.int64), vectors, tokens, n == len(slices) - 1)
+
+
+def _slices(encoder: Encoder, texts: Sequence[str]) -> list[list[int]]:
+    """Positions of ``texts`` (ascending) in slices of about :data:`SLICE_CHUNKS`: runs of whole
+    batches of :meth:`Encoder.embed`'s batching of all of them, so that a slice embedded on its
+    own is batched as it would be among all of them."""
+    info = encoder.info
+    encodings = encoder.tokenizer.encode([info.passage_prefix + t for t in texts], max_length=info.max_length)
+    slices: list[list[int]] = []
+    current: list[int] = []
+    batches = 0
+    for found in token_budget_batches([len(e.ids) for e in encodings], DEFAULT_BATCH_TOKENS):
+        current += found
+        batches += 1
+        if len(current) >= SLICE_CHUNKS and batches >= 2:
+            slices.append(sorted(current))
+            current, batches = [], 0
+    if current:  # the rest: alone only if it is more than one batch
+        if batches < 2 and slices:
+            slices[-1] = sorted(slices[-1] + current)
+        else:
+            slices.append(sorted(current))
+    return slices
 
 
 class _Commits:
     """Commits a run's embedded groups, in the order given, and counts what they added.
 
-    Called by one thread at a time (the calling thread's, or the one of
-    :func:`consumed_behind`); the counts are read once that thread is done.
+    Takes each group slice by slice (:class:`EmbeddedSlice`), keeping of a slice only its
+    float16 sentence vectors and its compressed content tokens, and commits the group with its
+    last slice; a group whose last slice never comes is not committed. Called by one thread at
+    a time (the calling thread's, or the one of :func:`consumed_behind`); the counts are read
+    once that thread is done.
     """
 
     def __init__(self, target: Target, timer: StageTimer, known: Mapping[str, FileState], removed: list[str],
@@ -381,35 +479,90 @@ class _Commits:
         self.files_total = files_total
         self.notify = notify
         self.added = self.updated = self.documents = self.chunks = self.files_done = 0
+        self._group: PreparedGroup | None = None
+        self._vectors = np.zeros((0, 0), dtype=np.float16)
+        """The group's sentence vectors, float16, a row a chunk (filled as its slices come)."""
+        self._tokens: list[EncodedTokens | None] = []
+        """The group's compressed content tokens, an item a chunk (filled as its slices come)."""
+        self._waiting: list[tuple[int, ChunkTokens]] = []
+        """Content tokens of the index's first write, by position, waiting for the codec they
+        will be compressed with."""
+        self._chosen: TokenCodec | None = None
+        """The codec the run compresses with, once known."""
 
-    def __call__(self, item: EmbeddedGroup) -> None:
+    def __call__(self, item: EmbeddedSlice) -> None:
         batch = item.batch
+        if batch is not self._group:  # a new group (one cut short before it is dropped)
+            self._start(batch)
         if batch.group:
             with self.timer.stage("write"):
-                self.target.store.replace_files(self.removed, self._new_documents(item))
+                self._keep(item)
+                if not item.last:
+                    return
+                self.target.store.replace_files(self.removed, self._new_documents(batch))
             self.removed = []
             updated = sum(state.path in self.known for state, _ in batch.group)
             self.updated += updated
             self.added += len(batch.group) - updated
             self.documents += len(batch.docs)
             self.chunks += sum(len(chunks) for chunks in batch.chunks)
+        self._start(None)
         self.files_done = batch.files_done
         self.notify(IndexProgress("embed", self.files_total, self.files_done, self.chunks))
 
-    def _new_documents(self, item: EmbeddedGroup) -> list[tuple[FileState, list[NewDocument]]]:
-        batch, vectors = item.batch, item.vectors
-        kept = [content_tokens(t) for t in item.tokens] if self.target.config.token_vectors else None
+    def _start(self, batch: PreparedGroup | None) -> None:
+        """Forget what was kept of the group before and start keeping ``batch``'s."""
+        chunks = sum(len(c) for c in batch.chunks) if batch is not None else 0
+        self._group, self._vectors, self._waiting = batch, np.zeros((0, 0), dtype=np.float16), []
+        self._tokens = [None] * chunks
+
+    def _keep(self, item: EmbeddedSlice) -> None:
+        """Keep what the group's commit needs of ``item``: float16 vectors and token codes."""
+        if not len(self._vectors):
+            self._vectors = np.zeros((len(self._tokens), item.vectors.shape[1]), dtype=np.float16)
+        self._vectors[item.positions] = item.vectors
+        if not self.target.config.token_vectors:
+            return
+        kept = list(zip(item.positions.tolist(), (content_tokens(t) for t in item.tokens)))
+        codec = self._codec(kept, item.last)
+        if codec is None:
+            self._waiting += kept
+            return
+        while self._waiting:  # a slice at a time, each freed once compressed
+            part, self._waiting = self._waiting[:SLICE_CHUNKS], self._waiting[SLICE_CHUNKS:]
+            self._encode(codec, part)
+        self._encode(codec, kept)
+
+    def _encode(self, codec: TokenCodec, kept: list[tuple[int, ChunkTokens]]) -> None:
+        for (position, _), encoded in zip(kept, encode_tokens(codec, [t for _, t in kept])):
+            self._tokens[position] = encoded
+
+    def _codec(self, kept: list[tuple[int, ChunkTokens]], last: bool) -> TokenCodec | None:
+        """The codec to compress with, or None while the first token vectors of a new index wait
+        for it: until the first write is embedded whole, or has :data:`CODEC_SAMPLE_BYTES` of them."""
         store = self.target.store
-        if kept and sum(len(t.vectors) for t in kept) < MODEL_CODEC_BELOW and store.token_codec() is None:
+        if self._chosen is None:
+            self._chosen = store.token_codec()
+        if self._chosen is not None:
+            return self._chosen
+        first = sorted(self._waiting + kept, key=lambda item: item[0])  # in the order of the chunks
+        if not first or not last and sum(t.vectors.nbytes for _, t in first) < CODEC_SAMPLE_BYTES:
+            return None
+        if last and sum(len(t.vectors) for _, t in first) < MODEL_CODEC_BELOW:
             store.set_token_codec(self.target.encoder().token_codec())
+        self._chosen = store.choose_token_codec([t.vectors for _, t in first])
+        return self._chosen
+
+    def _new_documents(self, batch: PreparedGroup) -> list[tuple[FileState, list[NewDocument]]]:
+        vectors, tokens = self._vectors, self._tokens if self.target.config.token_vectors else None
         added = []
         pos = doc_pos = 0
         for state, file_docs in batch.group:
             new_docs = []
             for _ in file_docs:
                 chunks = batch.chunks[doc_pos]
-                tokens = kept[pos : pos + len(chunks)] if kept is not None else None
-                new_docs.append(NewDocument(batch.docs[doc_pos], chunks, vectors[pos : pos + len(chunks)], tokens))
+                new_docs.append(NewDocument(batch.docs[doc_pos], chunks, vectors[pos : pos + len(chunks)],
+                                            tokens[pos : pos + len(chunks)] if tokens is not None else None))
                 pos += len(chunks)
                 doc_pos += 1
             added.append((state, new_docs))

@@ -40,7 +40,7 @@ import numpy as np
 from . import runtime
 from .errors import IndexCorruptError, UsageError, XsearchError
 
-__all__ = ["DIMS_PER_CODE", "KINDS", "MIN_TRAIN_TOKENS", "NotEnoughTokensError", "TokenCodec"]
+__all__ = ["DIMS_PER_CODE", "KINDS", "MIN_TRAIN_TOKENS", "NotEnoughTokensError", "TokenCodec", "training_sample"]
 
 KINDS = ("fp16", "pq", "ivfpq")
 MAGIC = b"XSTOKCDC"
@@ -58,6 +58,30 @@ DEFAULT_M = 48
 DIMS_PER_CODE = 8
 """Dimensions per one-byte code in :meth:`TokenCodec.for_vectors`: 384-d tokens take 48 bytes."""
 DEFAULT_NLIST = 256
+
+
+def training_sample(parts: Sequence[np.ndarray], seed: int = 1234) -> np.ndarray:
+    """The rows :meth:`TokenCodec.train` (with ``seed``) trains on when given ``parts`` stacked
+    into one ``(n, d)`` array, gathered from ``parts`` without stacking them: at most
+    :data:`MAX_TRAIN_TOKENS` rows, float32. Training on the result gives the same codec as
+    training on the stack, for a fraction of its memory."""
+    parts = [np.asarray(p) for p in parts]
+    total = sum(len(p) for p in parts)
+    if total <= MAX_TRAIN_TOKENS:
+        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros((0, 0)), dtype=np.float32)
+    rows = _sample_rows(total, seed)
+    picked = []
+    start = 0
+    for part in parts:
+        lo, hi = np.searchsorted(rows, [start, start + len(part)])
+        picked.append(part[rows[lo:hi] - start])
+        start += len(part)
+    return np.ascontiguousarray(np.concatenate(picked), dtype=np.float32)
+
+
+def _sample_rows(total: int, seed: int) -> np.ndarray:
+    """The ascending rows of a seeded sample of :data:`MAX_TRAIN_TOKENS` out of ``total``."""
+    return np.sort(np.random.default_rng(seed).choice(total, MAX_TRAIN_TOKENS, replace=False))
 
 
 class NotEnoughTokensError(XsearchError):
@@ -111,7 +135,7 @@ class TokenCodec:
             raise NotEnoughTokensError(f"{kind} token codec needs at least {need} training vectors, "
                                        f"got {len(x)}; use fp16")
         if len(x) > MAX_TRAIN_TOKENS:
-            x = x[np.sort(np.random.default_rng(seed).choice(len(x), MAX_TRAIN_TOKENS, replace=False))]
+            x = x[_sample_rows(len(x), seed)]
         x = np.ascontiguousarray(x, dtype=np.float32)
         faiss = runtime.faiss()
         factory = f"PQ{m}x8" if kind == "pq" else f"IVF{nlist},PQ{m}x8"

@@ -1,10 +1,17 @@
 """An index's vector index: derived from the database, kept up to its generation, saved beside it.
 
-On disk it is ``ann-<generation>.<backend>`` (``ann-12.faiss``) next to ``xsearch.db``; the
-database is the source of truth, so the file only ever lags behind it. :meth:`VectorIndex.sync`
-loads the newest file and replays the database's change log since its generation, or rebuilds
-from the stored vectors when the log no longer reaches back that far or the index has outgrown
-its training. Saving a generation removes the files of older ones.
+On disk it is ``ann-<generation>.<backend>`` (``ann-12.faiss``) next to ``xsearch.db``, with
+``ann-<generation>.ivfdata`` beside it when the index was merged from shards (its inverted lists,
+memory-mapped when loaded; see :mod:`xsearch.ann.shards`); the database is the source of truth,
+so the files only ever lag behind it. :meth:`VectorIndex.sync` loads the newest file and replays
+the database's change log since its generation, or rebuilds from the stored vectors when the log
+no longer reaches back that far or the index has outgrown its training. Saving a generation
+removes every file of older ones.
+
+A merged index stays memory-mapped while nothing changes. Replaying a change onto it reads its
+lists into memory first (they are never written in place, under the searches of other
+processes), and the next save writes it as one file again: right for a corpus whose codes fit
+in the writer's memory; past that, the index is rebuilt in shards rather than changed in place.
 
 Searches may use the vector index :meth:`~VectorIndex.sync` returned while a writer brings it up
 to date: a vector index that may be in use is never changed; changes go to a copy, which then
@@ -81,8 +88,6 @@ class VectorIndex:
         pruned = int(self.store.get_setting(PRUNED_SETTING, 0))
         files = self._files()
         ann, ann_gen = self._ann, self._gen
-        if ann is not None and ann_gen >= pruned and ann.factory != "Flat":
-            ann = ann.copy()
         if ann is None or ann_gen < pruned:
             usable = [g for g in files if pruned <= g <= gen]
             ann = None
@@ -96,6 +101,8 @@ class VectorIndex:
             raise IndexCorruptError(f"{files.get(ann_gen)} holds {ann.dim}-d vectors, the index {self.store.dim}-d")
         if ann is not None and ann.factory != "Flat":
             removed, added = self.store.changes_since(ann_gen)
+            if ann is self._ann and (len(removed) or len(added)):
+                ann = ann.copy()  # searches may be using the one in hand
             if len(removed):
                 ann.remove(removed)
             if len(added):
@@ -107,12 +114,19 @@ class VectorIndex:
         return ann
 
     def _save(self, ann: AnnIndex, gen: int) -> None:
-        files = self._files()
-        if gen in files:
+        if gen in self._files():
             return
         ann.save(self.folder / f"{ANN_PREFIX}{gen}.{self.backend}")
-        self.store.set_settings({"factory": ann.factory, PRUNED_SETTING: gen})
+        self.adopt(gen, ann.factory)
+
+    def adopt(self, gen: int, factory: str) -> None:
+        """Take the file of generation ``gen`` (written in place, e.g. merged from shards by
+        :func:`xsearch.ann.shards.merge_shards`) as the saved vector index, of ``factory``:
+        recorded in the settings, the tombstones before it pruned, older generations' files removed."""
+        self.store.set_settings({"factory": factory, PRUNED_SETTING: gen})
         self.store.prune_tombstones(gen)
-        for old_gen, file in files.items():
-            if old_gen != gen:
+        for file in self.folder.glob(f"{ANN_PREFIX}*.*"):
+            # Every file of an older generation: the index file and any data file beside it.
+            stem = file.name[len(ANN_PREFIX) :].split(".", 1)[0]
+            if stem.isdigit() and int(stem) != gen and file.is_file():
                 file.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ IVF-PQ above it. Candidates it returns are re-scored exactly by the query engine
 - :mod:`.base`: the :class:`AnnIndex` interface every backend implements;
 - :mod:`.sizing`: the index shape for a corpus size, nprobe, when to retrain;
 - :mod:`.faiss_index`: the FAISS backend;
-- :mod:`.factory`: backends by name, loading and building.
+- :mod:`.factory`: backends by name, loading and building;
+- :mod:`.shards`: a large IVF index built in shards and merged on disk, searched memory-mapped.
 
 FAISS is imported on first use, not on import of this package.
 """

@@ -11,7 +11,7 @@ import contextlib
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,27 +149,41 @@ def padded(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def atomic_write(path: str | os.PathLike[str], chunks: Iterable[Any]) -> None:
-    """Write ``chunks`` (bytes-like) to ``path`` so readers see the old file or the new one.
+    """Write ``chunks`` (bytes-like) to ``path`` so readers see the old file or the new one
+    (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
 
-    The data goes to a temporary file in the same directory, is fsynced, and then
-    replaces ``path`` with :func:`os.replace`; the directory is fsynced after that
-    so the rename itself survives a crash. On error the temporary file is removed.
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; on success it replaces ``path``.
+
+    Whatever the block writes to the temporary file is fsynced, then the file replaces
+    ``path`` with :func:`os.replace` and the directory is fsynced, so the rename itself
+    survives a crash: readers see the old file or the new one, never a part. On error
+    the temporary file is removed.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Make the renames inside ``folder`` durable (a no-op where directories cannot be opened)."""
     if os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

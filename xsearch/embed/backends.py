@@ -33,7 +33,8 @@ several batches running at once (the encoder uses it for more than one batch).""
 COMPILED = ("openvino", "onnx")
 """The backends that run a model built once from the torch one: each is a module of this
 package with ``FILES``, ``RUNTIME`` (the library that runs it), ``target()``, ``build()`` and
-``Runner`` (see :func:`compiled_runner`)."""
+``Runner``, and optionally ``QueryRunner``, a ``Runner`` tuned for single texts that is used
+in its place (see :func:`compiled_runner`)."""
 @dataclass(frozen=True)
 class EncoderInfo:
     """What identifies the vectors an encoder makes; saved with every index."""
@@ -102,7 +103,7 @@ def compiled_runner(backend: str, model_dir: Path, info: EncoderInfo, threads: i
         if transformer is None:
             return None
         module.build(transformer, tokenizer, model_dir, info, target)
-    return module.Runner(target, threads=threads)
+    return getattr(module, "QueryRunner", module.Runner)(target, threads=threads)
 
 
 def compiled_module(backend: str) -> ModuleType:

@@ -134,8 +134,10 @@ class Encoder:
         return self.info.dim
 
     def warm(self) -> None:
-        """Run every single-query width up to :data:`WARM_QUERY_TOKENS` once, for a backend
-        that prepares each new input shape (OpenVINO), so that no query pays for that."""
+        """Build the tokenizer's whole core (:meth:`Tokenizer.prepare`) and run every
+        single-query width up to :data:`WARM_QUERY_TOKENS` once, for a backend that prepares
+        each new input shape (OpenVINO), so that no query pays for either."""
+        self.tokenizer.prepare()
         step = self._width_step()
         if step == 1:
             return

@@ -119,6 +119,13 @@ class Tokenizer:
             self._core = tokenizers.Tokenizer.from_file(str(self._file))
         return self._core
 
+    def prepare(self) -> None:
+        """Build the whole core now, for a process that is about to tokenize many texts (a
+        server's queries): each then takes a tenth of a millisecond, instead of a millisecond
+        through the piece table until :data:`TABLE_CHARS` and half a second for one of them."""
+        with self._lock:
+            self._ensure_core()
+
     def save(self, folder: Path) -> None:
         """Write ``tokenizer.json`` (the core, without truncation or padding) into ``folder``."""
         with self._lock:

@@ -41,7 +41,7 @@ def dense_candidates(store: Store, ann: AnnIndex | None, query_vectors: np.ndarr
     stage's own also keeps their token codes for the rerank, from the same query)."""
     if ann is None or len(ann) == 0 or (allowed is not None and len(allowed) == 0):
         return [empty() for _ in range(len(query_vectors))]
-    means = store.language_means()
+    means = None if prepared and read is not None else store.language_means()  # the stage's context has them
     queries = query_vectors if prepared else prepare(query_vectors, query_langs, scoring, means)
     _, ids = ann.search(queries, max(n, MIN_CANDIDATES), allowed_ids=allowed)
     candidate_ids = ids[ids >= 0]

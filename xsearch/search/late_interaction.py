@@ -256,8 +256,13 @@ def rerank(ctx: SearchContext, ranked: list[Ranked]) -> list[Ranked]:
         if not keep.any():
             keep = ~tokens.special
         query = centre(tokens.vectors[keep], means.mean(lang, shrink=SHRINK) if means else None)
-        present, docs = stored.select(found.ids)
-        if not len(docs) or not len(query):
+        present, rows = _located(stored.ids, found.ids)
+        if len(present) < len(stored):  # a batch's union of candidates: this query's alone
+            present, docs = stored.select(found.ids)
+            rows = np.arange(len(present))
+        else:
+            docs = stored  # exactly this query's candidates, in another order: nothing to copy
+        if not len(present) or not len(query):
             out.append(found.top(ctx.k))
             continue
         centres = groups = None
@@ -267,21 +272,33 @@ def rerank(ctx: SearchContext, ranked: list[Ranked]) -> list[Ranked]:
             group_of = {lang: g for g, lang in enumerate(lang_list)}
             groups = np.array([group_of[lang] for lang in docs.langs], dtype=np.int64)
         sims = token_similarities(codec, query, docs, centres=centres, groups=groups)
-        maxsims = maxsim_of(sims, docs.counts)
+        maxsims = maxsim_of(sims, docs.counts)[rows]
         fused = fuse(found.scores[present], maxsims, RERANK_WEIGHT)
         order = np.argsort(-fused, kind="stable")[: ctx.k]
         starts = docs.starts
-        cids = docs.ids.tolist()
-        spans = {cids[j]: matched_spans(sims[:, starts[j] : starts[j + 1]], docs.offsets[starts[j] : starts[j + 1]],
-                                        threshold=HIGHLIGHT_THRESHOLD) for j in order}
+        cids = found.ids[present].tolist()
+        spans = {cids[j]: matched_spans(sims[:, starts[r] : starts[r + 1]], docs.offsets[starts[r] : starts[r + 1]],
+                                        threshold=HIGHLIGHT_THRESHOLD) for j, r in zip(order, rows[order].tolist())}
         reranked = found.take(present[order], fused[order], maxsim=maxsims[order])
         aligned = {}
         if ctx.explain:
             words = [tokens.text[a:b] for a, b in tokens.offsets[keep].tolist()]
-            aligned = {cids[j]: _aligned(words, sims[:, starts[j] : starts[j + 1]],
-                                         docs.offsets[starts[j] : starts[j + 1]]) for j in order}
+            aligned = {cids[j]: _aligned(words, sims[:, starts[r] : starts[r + 1]],
+                                         docs.offsets[starts[r] : starts[r + 1]])
+                       for j, r in zip(order, rows[order].tolist())}
         out.append(Ranked(reranked.ids, reranked.scores, spans=spans, aligned=aligned, details=reranked.details))
     return out
+
+
+def _located(have: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(present, rows)``: the positions in ``wanted`` of the ids that ``have`` holds, and
+    their rows in ``have`` (whose ids are distinct)."""
+    if not len(have):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(have, kind="stable")
+    at = np.minimum(np.searchsorted(have, wanted, sorter=order), len(have) - 1)
+    present = np.flatnonzero(have[order[at]] == wanted)
+    return present, order[at[present]]
 
 
 def token_similarities(codec: TokenCodec, query: np.ndarray, docs: StoredTokens, *, centres: np.ndarray | None = None,

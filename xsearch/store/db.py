@@ -32,9 +32,10 @@ from urllib.parse import quote
 import numpy as np
 
 from ..errors import IndexCorruptError, IndexNotFoundError
+from ..token_codec import training_sample
 from ..types import Chunk, ChunkRow, ChunkTokens, Document, LanguageMeans
 from .lexical import FtsReader, ensure_lexical
-from .tokens import StoredTokens, TokenCodec, read_chunks, read_tokens
+from .tokens import EncodedTokens, StoredTokens, TokenCodec, read_chunks, read_tokens
 
 TOKEN_CODEC = "pq"
 """How token vectors are stored unless the index settings say otherwise (see store/tokens.py)."""
@@ -139,7 +140,10 @@ class NewDocument:
     document: Document
     chunks: Sequence[Chunk]
     vectors: np.ndarray
-    tokens: Sequence[ChunkTokens] | None = None
+    tokens: Sequence[ChunkTokens] | Sequence[EncodedTokens] | None = None
+    """One item per chunk: the token vectors, compressed by the write, or already compressed
+    (:func:`~xsearch.store.tokens.encode_tokens`) with the index's codec
+    (:meth:`Store.choose_token_codec` gives it), so that a writer keeps only the codes."""
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -260,6 +264,23 @@ class _Reader:
         weakref.finalize(self, conn.close)
 
 
+@dataclass
+class _Write:
+    """What one write (:meth:`Store._transaction`) adds up while it runs: its generation and
+    the index's per-language sums and counts of sentence and token vectors."""
+
+    gen: int
+    sums: dict[str, np.ndarray]
+    counts: dict[str, int]
+    token_sums: dict[str, np.ndarray]
+    token_counts: dict[str, int]
+
+    def add_tokens(self, lang: str, n: int, total: np.ndarray) -> None:
+        """Count ``n`` token vectors of ``lang`` summing to ``total`` (float64)."""
+        self.token_sums[lang] = self.token_sums.get(lang, np.zeros(len(total), dtype=np.float64)) + total
+        self.token_counts[lang] = self.token_counts.get(lang, 0) + n
+
+
 class Store:
     """One index's SQLite database, opened through sqlite-utils (see :class:`_Database`); safe to
     share between threads.
@@ -276,6 +297,7 @@ class Store:
         self.path = path
         self._codec: TokenCodec | None = None
         self._offered_codec: TokenCodec | None = None
+        self._chosen_codec: TokenCodec | None = None
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
@@ -427,42 +449,62 @@ class Store:
 
     def _replace(self, conn: sqlite3.Connection, removed: Sequence[str],
                  added: Sequence[tuple[FileState, Sequence[NewDocument]]], removed_documents: list[int]) -> int:
-        had_codec = self._codec is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            gen = self.generation + 1
-            paths = list(removed) + [state.path for state, _ in added]
-            sums, counts = self._lang_sums("lang_stats")
-            token_sums, token_counts = self._lang_sums("token_lang_stats")
-            # Sources first: a document removed with its source is then gone, not counted twice.
-            for table, column, values in (("files", "path", paths), ("documents", "id", removed_documents)):
-                self._subtract(f"d.{column}", values, sums, counts, token_sums, token_counts)
-                self._tombstone(f"d.{column}", values, gen)
-                for part, marks in _parts(values):
-                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
+        with self._transaction(conn, [*removed, *(state.path for state, _ in added)], removed_documents) as write:
             codec = self._codec_for(added)
             for state, docs in added:
                 conn.execute(
                     "INSERT INTO files (path, hash, mtime, size, indexed_gen) VALUES (?, ?, ?, ?, ?)",
-                    (state.path, state.hash, state.mtime, state.size, gen),
+                    (state.path, state.hash, state.mtime, state.size, write.gen),
                 )
                 for new in docs:
-                    self._insert_document(new, gen, codec)
+                    self._insert_document(new, write.gen, codec)
                     langs = [c.lang for c in new.chunks]
-                    _accumulate(sums, counts, np.asarray(new.vectors, dtype=np.float16).astype(np.float64), langs, 1)
+                    vectors = np.asarray(new.vectors, dtype=np.float16).astype(np.float64)
+                    _accumulate(write.sums, write.counts, vectors, langs, 1)
                     for lang, tokens in zip(langs, new.tokens or ()):
-                        _accumulate(token_sums, token_counts, tokens.vectors.astype(np.float64),
-                                    [lang] * len(tokens.vectors), 1)
+                        if isinstance(tokens, EncodedTokens):
+                            n, total = tokens.n, tokens.total
+                        else:
+                            n, total = len(tokens.vectors), tokens.vectors.astype(np.float64).sum(axis=0)
+                        if n:
+                            write.add_tokens(lang, n, total)
+        return write.gen
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, paths: Sequence[str],
+                     removed_documents: Sequence[int] = ()) -> Iterator[_Write]:
+        """One write (hold :meth:`_writing` around it): a transaction that removes the sources
+        ``paths`` and the documents ``removed_documents`` (their chunks become tombstones of the
+        new generation and leave the language sums), yields what the block adds to, and on
+        leaving stores the language sums, bumps the generation and commits; an exception rolls
+        it all back (a codec stored inside it included)."""
+        had_codec = self._codec is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sums, counts = self._lang_sums("lang_stats")
+            token_sums, token_counts = self._lang_sums("token_lang_stats")
+            write = _Write(self.generation + 1, sums, counts, token_sums, token_counts)
+            # Sources first: a document removed with its source is then gone, not counted twice.
+            for table, column, values in (("files", "path", paths), ("documents", "id", removed_documents)):
+                self._subtract(f"d.{column}", values, sums, counts, token_sums, token_counts)
+                self._tombstone(f"d.{column}", values, write.gen)
+                for part, marks in _parts(values):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", part)
+            yield write
             self._write_lang_sums("lang_stats", sums, counts)
             self._write_lang_sums("token_lang_stats", token_sums, token_counts)
-            conn.execute("UPDATE settings SET value = ? WHERE key = 'generation'", (json.dumps(gen),))
+            conn.execute("UPDATE settings SET value = ? WHERE key = 'generation'", (json.dumps(write.gen),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             if not had_codec:
-                self._codec = None  # trained in the rolled-back transaction: not stored
+                self._codec = None  # stored in the rolled-back transaction only
             raise
-        return gen
+
+    def _store_codec(self, codec: TokenCodec) -> None:
+        """Store ``codec`` as the index's token codec (inside a write's transaction)."""
+        self.db.conn.execute("INSERT INTO blobs (key, value) VALUES ('token_codec', ?)", (codec.to_bytes(),))
+        self._codec = codec
 
     def _lang_sums(self, table: str) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         sums, counts = {}, {}
@@ -492,9 +534,12 @@ class Store:
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
             _accumulate(sums, counts, vectors.astype(np.float64), [r[0] for r in rows], -1)
             with_tokens = [r for r in rows if r[3] is not None]
-            if codec is not None and with_tokens:
-                decoded = codec.decode_concat([r[3] for r in with_tokens], [r[2] for r in with_tokens])
-                langs = [r[0] for r in with_tokens for _ in range(r[2])]
+            if codec is None:
+                continue
+            for start in range(0, len(with_tokens), _DECODE_CHUNKS):  # a large file's tokens, a slice at a time
+                some = with_tokens[start : start + _DECODE_CHUNKS]
+                decoded = codec.decode_concat([r[3] for r in some], [r[2] for r in some])
+                langs = [r[0] for r in some for _ in range(r[2])]
                 _accumulate(token_sums, token_counts, decoded.astype(np.float64), langs, -1)
 
     def language_means(self) -> LanguageMeans:
@@ -541,23 +586,38 @@ class Store:
         for and fits the vectors' dimension; ignored once the index has a codec."""
         self._offered_codec = codec
 
+    def choose_token_codec(self, sample: Sequence[np.ndarray]) -> TokenCodec:
+        """The codec token vectors are stored with: the index's, or for an index that has stored
+        none yet the one its first write will store, chosen now from ``sample`` (``(n, d)``
+        arrays of the first token vectors): the one offered (:meth:`set_token_codec`) or, failing
+        that, one trained on a seeded sample of their rows. Compress with it
+        (:func:`~xsearch.store.tokens.encode_tokens`) before the write; it is kept until a write
+        stores it."""
+        codec = self.token_codec() or self._chosen_codec
+        if codec is None:
+            kind = self.get_setting("token_codec", TOKEN_CODEC)
+            offered = self._offered_codec
+            dim = np.shape(sample[0])[-1] if len(sample) else None
+            if offered is not None and offered.kind == kind and offered.dim == dim:
+                codec = offered
+            else:
+                codec = TokenCodec.for_vectors(training_sample(sample), kind)
+            self._chosen_codec = codec
+        return codec
+
     def _codec_for(self, added: Sequence[tuple[FileState, Sequence[NewDocument]]]) -> TokenCodec | None:
-        """The index's codec: the one offered (:meth:`set_token_codec`) or, failing that, one
-        trained on the first token vectors ever stored."""
+        """The index's codec, stored by the first write of token vectors (see :meth:`choose_token_codec`)."""
         codec = self.token_codec()
         if codec is not None:
             return codec
-        sample = [t.vectors for _, docs in added for new in docs for t in (new.tokens or ())]
-        if not sample:
+        tokens = [t for _, docs in added for new in docs for t in (new.tokens or ())]
+        if not tokens:
             return None
-        kind = self.get_setting("token_codec", TOKEN_CODEC)
-        offered = self._offered_codec
-        if offered is not None and offered.kind == kind and offered.dim == sample[0].shape[1]:
-            codec = offered
-        else:
-            codec = TokenCodec.for_vectors(np.concatenate(sample).astype(np.float32), kind)
-        self.db.conn.execute("INSERT INTO blobs (key, value) VALUES ('token_codec', ?)", (codec.to_bytes(),))
-        self._codec = codec
+        raw = [t.vectors for t in tokens if not isinstance(t, EncodedTokens)]
+        if len(raw) < len(tokens) and self._chosen_codec is None:
+            raise ValueError("token vectors compressed for an index without a codec: take it from choose_token_codec")
+        codec = self._chosen_codec or self.choose_token_codec(raw)
+        self._store_codec(codec)
         return codec
 
     def token_rows(self, ids: Sequence[int]) -> dict[int, tuple[np.ndarray, int, bytes]]:
@@ -595,11 +655,15 @@ class Store:
             conn.execute("INSERT INTO vectors (chunk_id, vec) VALUES (?, ?)", (cur.lastrowid, vec.tobytes()))
             if new.tokens is not None and codec is not None:
                 tokens = new.tokens[ordinal]
-                conn.execute(
-                    "INSERT INTO token_vectors (chunk_id, n, offsets, codes) VALUES (?, ?, ?, ?)",
-                    (cur.lastrowid, len(tokens.vectors), np.asarray(tokens.offsets, dtype=np.int32).tobytes(),
-                     codec.encode(tokens.vectors)),
-                )
+                if isinstance(tokens, EncodedTokens):
+                    if len(tokens.codes) != tokens.n * codec.bytes_per_token:
+                        raise ValueError(f"token codes of {len(tokens.codes)} bytes for {tokens.n} tokens "
+                                         f"of {codec.bytes_per_token} bytes: not this index's codec")
+                    row = (cur.lastrowid, tokens.n, tokens.offsets, tokens.codes)
+                else:
+                    row = (cur.lastrowid, len(tokens.vectors), np.asarray(tokens.offsets, dtype=np.int32).tobytes(),
+                           codec.encode(tokens.vectors))
+                conn.execute("INSERT INTO token_vectors (chunk_id, n, offsets, codes) VALUES (?, ?, ?, ?)", row)
 
     # translation links ----------------------------------------------------
     def links_of(self, ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
@@ -786,6 +850,10 @@ class Store:
             raise IndexCorruptError(f"{self.path} is damaged: {exc}") from exc
         if result != "ok":
             raise IndexCorruptError(f"{self.path} is damaged: {result}")
+
+
+_DECODE_CHUNKS = 64
+"""Chunks whose token vectors are decoded at once when their files are removed or replaced."""
 
 
 def _parts(values: Sequence[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:

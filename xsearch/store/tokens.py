@@ -5,7 +5,9 @@ per model (see :mod:`xsearch.token_codec`). :func:`read_tokens` reads the token 
 languages of many chunks in one query, packed end to end, and :func:`read_chunks` their vectors
 with them (a search's first stage and its rerank read the same candidates); :func:`decode_tokens` turns codes into
 vectors, for a ``pq`` codec through its :func:`codebook` (the centroids as one contiguous array,
-worked out once per codec).
+worked out once per codec). On the way in, :func:`encode_tokens` compresses many chunks' token
+vectors in one codec call into :class:`EncodedTokens`, what the store writes of a chunk, so that
+a writer need not keep float32 token vectors until its transaction.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 
 from ..errors import IndexCorruptError
 from ..token_codec import KINDS, MIN_TRAIN_TOKENS, NotEnoughTokensError, TokenCodec
+from ..types import ChunkTokens
 
-__all__ = ["KINDS", "MIN_TRAIN_TOKENS", "Codebook", "NotEnoughTokensError", "StoredTokens", "TokenCodec", "codebook",
-           "decode_tokens", "read_chunks", "read_tokens"]
+__all__ = ["KINDS", "MIN_TRAIN_TOKENS", "Codebook", "EncodedTokens", "NotEnoughTokensError", "StoredTokens",
+           "TokenCodec", "codebook", "decode_tokens", "encode_tokens", "read_chunks", "read_tokens"]
 
 CENTROIDS = 256
 """Centroids per sub-quantizer of a ``pq`` codec (one-byte codes)."""
@@ -66,6 +69,38 @@ class StoredTokens:
         chosen = StoredTokens(self.ids[rows], self.counts[rows], self.codes[tokens], self.offsets[tokens],
                               [self.langs[j] for j in rows])
         return np.asarray(present, dtype=np.int64), chosen
+
+
+@dataclass(frozen=True)
+class EncodedTokens:
+    """A chunk's token vectors as the store writes them: compressed with the index's codec."""
+
+    n: int
+    """Tokens of the chunk."""
+    offsets: bytes
+    """``(n, 2)`` int32 character spans in the chunk's text, in native byte order."""
+    codes: bytes
+    """``n * bytes_per_token`` bytes from :meth:`TokenCodec.encode`."""
+    total: np.ndarray
+    """``(d,)`` float64 sum of the uncompressed vectors, for the per-language token means."""
+
+
+def encode_tokens(codec: TokenCodec, tokens: Sequence[ChunkTokens]) -> list[EncodedTokens]:
+    """Compress the token vectors of many chunks in one call of ``codec`` (each vector is coded
+    on its own, so the codes are those of one call per chunk)."""
+    if not tokens:
+        return []
+    counts = [len(t.vectors) for t in tokens]
+    codes = codec.encode(np.concatenate([t.vectors for t in tokens]))
+    size = codec.bytes_per_token
+    out = []
+    start = 0
+    for chunk, n in zip(tokens, counts):
+        total = np.asarray(chunk.vectors).astype(np.float64).sum(axis=0)
+        out.append(EncodedTokens(n, np.asarray(chunk.offsets, dtype=np.int32).tobytes(),
+                                 codes[start * size : (start + n) * size], total))
+        start += n
+    return out
 
 
 def read_tokens(conn: sqlite3.Connection, ids: Sequence[int] | np.ndarray, bytes_per_token: int) -> StoredTokens:
