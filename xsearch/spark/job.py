@@ -75,8 +75,9 @@ SAMPLE_SEED = 1234
 
 
 def require_spark() -> None:
-    """Raise :class:`UsageError` unless pyspark, pyarrow and Java are there."""
+    """Raise :class:`UsageError` unless pyspark, pyarrow, pandas and Java are there."""
     try:
+        import pandas  # noqa: F401  # pyspark's Arrow functions need it
         import pyarrow  # noqa: F401
         import pyspark  # noqa: F401
     except ImportError as exc:
