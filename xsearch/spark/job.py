@@ -67,6 +67,8 @@ EXECUTOR_ENV = ("XSEARCH_CACHE_DIR", "XSEARCH_BACKEND", "HF_HUB_OFFLINE", "TRANS
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 """Spark's own logging: errors only, no console progress bar."""
 POLL_SECONDS = 0.5
+TASKS_GONE_SECONDS = 30.0
+"""Longest wait for a cancelled or failed job's tasks to end before its staging folder goes."""
 MESSAGE_CHARS = 300
 """Longest part of a Spark error message an error line quotes (the rest is in the driver log)."""
 TRAIN_SAMPLE = 100_000
@@ -256,6 +258,7 @@ def _run_job(spark: SparkSession, todo: Sequence[tuple[Any, str]], settings: Any
     try:
         frame.mapInArrow(run, spark_ddl()).write.parquet(str(out))
     except Exception as exc:  # py4j and pyspark errors: the job failed or was cancelled
+        _wait_for_tasks(sc)  # tasks still being killed may yet write to the staging folder
         if cancel is not None and cancel.is_set():
             return False
         raise EngineJobError(f"the Spark job failed, the index is unchanged: {_first_line(exc)}") from exc
@@ -266,6 +269,18 @@ def _run_job(spark: SparkSession, todo: Sequence[tuple[Any, str]], settings: Any
     if not (out / "_SUCCESS").exists():
         raise EngineJobError(f"the Spark job wrote no complete output to {out}; the index is unchanged")
     return True
+
+
+def _wait_for_tasks(sc: Any, timeout: float = TASKS_GONE_SECONDS) -> None:
+    """Wait until no stage of the session has a task running (a cancelled or failed job's tasks
+    end asynchronously), for at most ``timeout`` seconds."""
+    tracker = sc.statusTracker()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stages = [tracker.getStageInfo(stage) for stage in tracker.getActiveStageIds()]
+        if not any(info is not None and info.numActiveTasks for info in stages):
+            return
+        time.sleep(POLL_SECONDS / 5)
 
 
 def build_sharded(spark: SparkSession, store: Store, folder: Path, scoring: str, parts: Sequence[Part],
