@@ -372,11 +372,12 @@ def _load(store: Any, parts: Path, removed: list[str], touched: list[FileState],
     """Store the parts in ``parts`` in one transaction (see :func:`~xsearch.store.bulk.bulk_write`)."""
     import pyarrow.parquet as pq
 
+    from .tasks import LanguageSums
+
     files = sorted(parts.glob("part-*.parquet"), key=lambda f: int(f.name.split("-")[1]))  # partition order
     loaded = _Loaded()
     stored: list[str] = []
-    means: tuple[dict, dict] = ({}, {})
-    token_means: tuple[dict, dict] = ({}, {})
+    means, token_means = LanguageSums(), LanguageSums()
     counts = []
     for file in files:  # first the small rows: which files have documents, skips, sums, timings
         kinds = pq.read_table(file, columns=["kind"]).column("kind").to_pylist()
@@ -391,14 +392,14 @@ def _load(store: Any, parts: Path, removed: list[str], touched: list[FileState],
             elif kind == "skip":
                 loaded.skipped.append(Skipped(row["path"], row["text"]))
             elif kind == "stats":
-                _add(means, row["path"], row["n_chars"], row["vector"])
-                _add(token_means, row["path"], row["token_count"], row["token_codes"])
+                means.add(row["path"], row["n_chars"], _float64s(row["vector"]))
+                token_means.add(row["path"], row["token_count"], _float64s(row["token_codes"]))
             elif kind == "time":
                 loaded.task_seconds[row["path"]] = loaded.task_seconds.get(row["path"], 0.0) + row["seconds"]
     loaded.updated = sum(path in known for path in stored)
     loaded.added = len(stored) - loaded.updated
     with bulk_write(store, removed=removed, touched=touched, replaced=stored, codec=codec) as writer:
-        writer.add_sums(LanguageMeans(*means), LanguageMeans(*token_means))
+        writer.add_sums(LanguageMeans(means.sums, means.counts), LanguageMeans(token_means.sums, token_means.counts))
         for file, n in zip(files, counts):
             loaded.parts.append(Part(file, writer.next_chunk, n))
             _store_part(writer, pq.ParquetFile(file))
@@ -406,13 +407,9 @@ def _load(store: Any, parts: Path, removed: list[str], touched: list[FileState],
     return loaded
 
 
-def _add(means: tuple[dict, dict], lang: str, n: int | None, total: bytes | None) -> None:
-    sums, counts = means
-    if not n or total is None:
-        return
-    vector = np.frombuffer(total, dtype=np.float64)
-    sums[lang] = sums[lang] + vector if lang in sums else vector.copy()
-    counts[lang] = counts.get(lang, 0) + n
+def _float64s(blob: bytes | None) -> np.ndarray | None:
+    """A stats row's sum, as the float64 vector it was written from."""
+    return None if blob is None else np.frombuffer(blob, dtype=np.float64)
 
 
 def _store_part(writer: BulkWriter, part: Any) -> None:

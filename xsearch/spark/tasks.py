@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import IndexConfig
-from ..embed.tokens import content_tokens
 from .. import runtime
+from ..embed.tokens import content_tokens
 from ..pipeline import PreparedGroup, StageTimer, Target, embed_group, file_groups, prepare_group
 from ..store.tokens import EncodedTokens, encode_tokens
 from ..token_codec import TokenCodec
@@ -108,8 +108,8 @@ def embed_partition(batches: Iterator[pa.RecordBatch], settings: TaskSettings,
         encoder = worker_encoder(settings.config, settings.backend)
         codec = worker_codec(settings.codec)
     target = Target(None, settings.config, lambda: encoder)  # type: ignore[arg-type]  # no store: nothing is written here
-    means = _Sums()
-    token_means = _Sums()
+    means = LanguageSums()
+    token_means = LanguageSums()
     stop = threading.Event()
     for batch in batches:
         columns = batch.to_pydict()
@@ -145,16 +145,16 @@ def embed_partition(batches: Iterator[pa.RecordBatch], settings: TaskSettings,
     yield rows.batch()
 
 
-class _Sums:
+class LanguageSums:
     """Per-language sums (float64) and counts of vectors."""
 
     def __init__(self) -> None:
         self.sums: dict[str, np.ndarray] = {}
         self.counts: dict[str, int] = {}
 
-    def add(self, lang: str, n: int, total: np.ndarray) -> None:
-        """Count ``n`` vectors summing to ``total`` (float64) in ``lang``."""
-        if not n:
+    def add(self, lang: str, n: int | None, total: np.ndarray | None) -> None:
+        """Count ``n`` vectors summing to ``total`` (float64) in ``lang`` (nothing when none)."""
+        if not n or total is None:
             return
         self.sums[lang] = self.sums[lang] + total if lang in self.sums else total.copy()
         self.counts[lang] = self.counts.get(lang, 0) + n
@@ -171,7 +171,7 @@ class _Rows:
             column.append(values.get(name))
 
     def add_group(self, batch: PreparedGroup, vectors: np.ndarray, tokens: list[EncodedTokens] | None,
-                  means: _Sums, token_means: _Sums) -> int:
+                  means: LanguageSums, token_means: LanguageSums) -> int:
         """The ``doc`` and ``chunk`` rows of a group with its chunks' float16 vectors and, if the
         index keeps them, compressed tokens (in the order of the group's chunks); returns its
         number of chunks."""
@@ -198,7 +198,6 @@ class _Rows:
 
     def batch(self) -> pa.RecordBatch:
         return pa.RecordBatch.from_pydict(self.columns, schema=PART_SCHEMA)
-
 
 
 def write_part_shard(part: str, first_id: int, shard: str, trained: bytes, scoring: str,
